@@ -1,0 +1,48 @@
+"""`azure`: Azure OpenAI deployments.
+
+Follows the Azure OpenAI data-plane reference (chat completions):
+`POST {api_base}/openai/deployments/{deployment_id}/chat/completions?api-version={api_version}`
+with the key in the `api-key` header. The wire format is OpenAI's, so no translation.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from gateway.registry import register
+
+from adapters.openai import OpenAICompatible
+from gateway.adapter import AdapterConfig
+
+
+class AzureConfig(AdapterConfig):
+    """`api_base`: the resource root (`https://NAME.openai.azure.com`); `deployment_id`;
+    `api_version` (e.g. `2024-10-21`); `api_key`."""
+
+    api_base: str
+    deployment_id: str
+    api_version: str = "2024-10-21"
+    api_key: str
+
+
+@register("azure")
+class AzureAdapter(OpenAICompatible):
+    """An Azure OpenAI deployment. The deployment fixes the model; `model` in the body is kept."""
+
+    Config = AzureConfig
+
+    def __init__(self, entry, runtime) -> None:
+        super().__init__(entry, runtime)
+        c = self.config
+        self._url = f"{c.api_base}/openai/deployments/{quote(c.deployment_id, safe='')}/chat/completions?api-version={quote(c.api_version, safe='')}"
+        self._headers = {"content-type": "application/json", "api-key": c.api_key}
+
+    def endpoint(self) -> str:
+        return self._url
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+    async def list_models(self) -> list[str]:
+        """The forced model, else the deployment's name."""
+        return [self.config.model or self.config.deployment_id]

@@ -1,0 +1,170 @@
+"""The Starlette application: the OpenAI-compatible HTTP API of CONTRACT.md §3.
+
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /healthz`
+(and the config page's routes, when `gateway.admin` is present). CORS preflights are answered
+without auth.
+
+`create_app(config_path)` loads the config (raising `ConfigError`); `create_app()` reads the
+path from `$GATEWAY_CONFIG` (how `open-api.py` hands it to uvicorn workers).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway import dispatch
+from gateway.auth import presented_token
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.http import UpstreamHTTP
+from gateway.request import parse_chat_request
+from gateway.runtime import Runtime
+from gateway.streaming import sse_body
+
+log = logging.getLogger("gateway")
+
+DEFAULT_CONFIG = "configs/model_config.yaml"
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class Gateway:
+    """Holds the current `Runtime` and swaps it atomically on reload."""
+
+    def __init__(self, config: GatewayConfig, path: str | None = None) -> None:
+        self.path = path
+        self.http = UpstreamHTTP(config.settings)
+        self.runtime = Runtime(config, self.http)
+
+    def apply(self, config: GatewayConfig) -> None:
+        """Serve `config` from now on; requests in flight keep the runtime they started with."""
+        self.http.configure(config.settings)
+        self.runtime = Runtime(config, self.http, self.runtime.state)
+
+
+def _json(data: object, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def _route_headers(adapter_name: str, served_by: str | None) -> dict[str, str]:
+    headers = {"x-gateway-token-name": adapter_name}
+    if served_by and served_by != adapter_name:
+        headers["x-gateway-served-by"] = served_by
+    return headers
+
+
+async def chat_completions(request: Request) -> Response:
+    runtime: Runtime = request.app.state.gateway.runtime
+    try:
+        adapter = runtime.authenticate(presented_token(request.headers))
+        chat = parse_chat_request(await request.body())
+        if chat.stream:
+            first, rest = await dispatch.open_stream(adapter, chat)
+            body = sse_body(first, rest, chat.include_usage, runtime.scrub)
+            headers = {**SSE_HEADERS, **_route_headers(adapter.name, dispatch.served_by.get())}
+            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        completion = await dispatch.complete(adapter, chat)
+    except GatewayError as error:
+        if error.status >= 500 or error.status == 429:
+            log.warning("chat completion failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
+        return error_response(error, runtime.scrub)
+    headers = _route_headers(adapter.name, dispatch.served_by.get())
+    if isinstance(completion, bytes):
+        return Response(completion, media_type="application/json", headers=headers)
+    return _json(completion, headers=headers)
+
+
+def _model_object(model_id: str, owner: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def _models_of(request: Request) -> tuple[Runtime, list[dict]]:
+    runtime: Runtime = request.app.state.gateway.runtime
+    adapter = runtime.authenticate(presented_token(request.headers))
+    ids = await adapter.list_models()
+    return runtime, [_model_object(m, adapter.type_name) for m in dict.fromkeys(ids)]
+
+
+async def list_models(request: Request) -> Response:
+    try:
+        _, models = await _models_of(request)
+    except GatewayError as error:
+        return error_response(error, request.app.state.gateway.runtime.scrub)
+    return _json({"object": "list", "data": models})
+
+
+async def retrieve_model(request: Request) -> Response:
+    model_id = request.path_params["model"]
+    try:
+        _, models = await _models_of(request)
+        for model in models:
+            if model["id"] == model_id:
+                return _json(model)
+        raise model_not_found(model_id)
+    except GatewayError as error:
+        return error_response(error, request.app.state.gateway.runtime.scrub)
+
+
+async def healthz(request: Request) -> Response:
+    return _json({"status": "ok"})
+
+
+def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starlette:
+    """The ASGI app for a loaded config or a config path (default `$GATEWAY_CONFIG`, else
+    `configs/model_config.yaml`). Raises ConfigError when the file cannot be loaded."""
+    path: str | None = None
+    if not isinstance(config, GatewayConfig):
+        path = str(config or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
+        config = load_config(path)
+    gateway = Gateway(config, path)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await gateway.http.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=config.settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["x-gateway-token-name", "x-gateway-served-by", "x-request-id"],
+            max_age=600,
+        )
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.gateway = gateway
+    app.state.started = time.time()
+    _mount_admin(app)
+    return app
+
+
+def _mount_admin(app: Starlette) -> None:
+    """Add the config page's routes when the admin module is installed (issue #5)."""
+    if importlib.util.find_spec("gateway.admin") is None:
+        return
+    from gateway import admin
+
+    admin.mount(app)
+
+
+__all__ = ["create_app", "Gateway"]

@@ -1,0 +1,54 @@
+"""`python open-api.py`: the command line of CONTRACT.md §1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from gateway.config import ConfigError, load_config
+
+DEFAULT_CONFIG = "configs/model_config.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="open-api.py",
+        description="An OpenAI-compatible gateway in front of many LLM providers.",
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG,
+        help="config file, YAML or JSON by extension (default: $GATEWAY_CONFIG, else %(default)s)",
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8090, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate the config (exit 2 with one line on failure), then serve with uvicorn."""
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc.line()}", file=sys.stderr)
+        return 2
+    level = config.settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+
+    import uvicorn
+
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=config.settings.log_level.lower(),
+        access_log=config.settings.log_level.lower() == "debug",
+    )
+    return 0

@@ -1,0 +1,210 @@
+"""OpenAI-shaped errors and the mapping of upstream failures onto them.
+
+Every error the gateway returns is OpenAI's shape (CONTRACT.md §3)::
+
+    {"error": {"message": str, "type": str, "param": str | None, "code": str | None}}
+
+`GatewayError` carries one such error plus its HTTP status. Adapters raise it (usually through
+`from_upstream_status`, `upstream_unreachable` or `upstream_timeout`); routers read
+`GatewayError.failover` to decide whether another member may be tried; the app renders it with
+`error_response` after scrubbing secrets out of the message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import orjson
+from starlette.responses import Response
+
+INVALID_REQUEST = "invalid_request_error"
+API_ERROR = "api_error"
+RATE_LIMIT = "rate_limit_error"
+
+# Statuses an upstream uses to reject the request itself; they reach the client as they are.
+REQUEST_REJECTED_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
+
+
+class GatewayError(Exception):
+    """An error to answer with, in OpenAI's shape.
+
+    Attributes:
+        status: HTTP status for the client.
+        type: OpenAI error category (`invalid_request_error`, `api_error`, `rate_limit_error`).
+        code: machine-readable reason (`invalid_api_key`, `upstream_timeout`, ...).
+        param: the request field at fault, when there is one.
+        failover: True when another router member may succeed where this one failed
+            (connection errors, timeouts, 429, 5xx, the upstream refusing our credentials);
+            False when the request itself is at fault.
+        retry_after: seconds from an upstream `Retry-After`, when it sent one.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = INVALID_REQUEST,
+        code: str | None = None,
+        param: str | None = None,
+        failover: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.failover = failover
+        self.retry_after = retry_after
+
+    def body(self) -> dict:
+        """The `{"error": {...}}` object for this error."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def __repr__(self) -> str:
+        return f"GatewayError({self.status}, {self.code!r}, {self.message!r})"
+
+
+def invalid_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
+    """400 `invalid_request_error`: the client's body is malformed or a field has the wrong type."""
+    return GatewayError(400, message, param=param, code=code)
+
+
+def invalid_api_key() -> GatewayError:
+    """401 `invalid_api_key`: no token, or one the config does not know (or marks internal)."""
+    return GatewayError(
+        401,
+        "Incorrect API key provided. Pass a token from the gateway's config as 'Authorization: Bearer TOKEN'.",
+        code="invalid_api_key",
+    )
+
+
+def model_not_found(model: str) -> GatewayError:
+    """404 `model_not_found`: a model-name-router has no route for `model`."""
+    return GatewayError(
+        404, f"The model '{model}' does not exist or you do not have access to it.", param="model", code="model_not_found"
+    )
+
+
+def upstream_unreachable(detail: str) -> GatewayError:
+    """502 `upstream_error`: the upstream could not be reached (refused, reset, DNS, protocol error)."""
+    return GatewayError(502, f"Upstream unreachable: {detail}", type=API_ERROR, code="upstream_error", failover=True)
+
+
+def upstream_timeout(what: str) -> GatewayError:
+    """504 `upstream_timeout`: connect, first byte or stream idle time ran out (`what` says which)."""
+    return GatewayError(504, f"Upstream timed out ({what}).", type=API_ERROR, code="upstream_timeout", failover=True)
+
+
+def upstream_auth_error(message: str = "") -> GatewayError:
+    """502 `upstream_auth_error`: the upstream refused the gateway's own credentials (config is wrong)."""
+    text = "The upstream provider refused the gateway's credentials; check this token's config."
+    if message:
+        text = f"{text} Upstream said: {message}"
+    return GatewayError(502, text, type=API_ERROR, code="upstream_auth_error", failover=True)
+
+
+def rate_limited(message: str = "", retry_after: float | None = None) -> GatewayError:
+    """429 `rate_limit_exceeded`: the upstream's rate limit or quota was hit."""
+    return GatewayError(
+        429,
+        message or "The upstream provider's rate limit was reached.",
+        type=RATE_LIMIT,
+        code="rate_limit_exceeded",
+        failover=True,
+        retry_after=retry_after,
+    )
+
+
+def from_upstream_status(status: int, message: str, retry_after: float | None = None) -> GatewayError:
+    """Map an upstream HTTP status and its error message to the §3 error table.
+
+    400/404/409/413/415/422 keep their status (`invalid_request_error`); 401/403 become 502
+    `upstream_auth_error`; 429 stays 429; anything else (5xx, odd statuses) becomes 502
+    `upstream_error`.
+    """
+    if status in REQUEST_REJECTED_STATUSES:
+        return GatewayError(status, message or f"Upstream rejected the request ({status}).", code=_request_code(status))
+    if status in (401, 403):
+        return upstream_auth_error(message)
+    if status == 429:
+        return rate_limited(message, retry_after)
+    return GatewayError(
+        502,
+        f"Upstream error ({status}): {message}" if message else f"Upstream error ({status}).",
+        type=API_ERROR,
+        code="upstream_error",
+        failover=True,
+    )
+
+
+def _request_code(status: int) -> str | None:
+    return {404: "not_found", 413: "request_too_large"}.get(status)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header given in seconds; None when absent or a date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def error_message_from_body(body: bytes) -> str:
+    """The human message inside an upstream error body, whatever its provider's shape.
+
+    Understands `{"error": {"message"}}` (OpenAI, Anthropic, Gemini, Zhipu), `{"error": "..."}`,
+    `{"message": ...}` / `{"msg": ...}` (Coze) and `{"detail": ...}`; otherwise the body's text, cut
+    to 500 characters.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip()
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # Gemini sometimes wraps errors in a one-element list
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+        for key in ("message", "msg", "detail"):
+            if isinstance(data.get(key), str):
+                return data[key]
+    return body[:500].decode("utf-8", "replace").strip()
+
+
+class Scrubber:
+    """Removes secrets from text before it leaves the gateway (responses and logs).
+
+    Built from every secret value in the loaded config (keys, tokens, secrets); also masks
+    bearer tokens and common provider key shapes (`sk-...`, `sk-ant-...`, `AIza...`) that an
+    upstream may quote back.
+    """
+
+    _PATTERNS = re.compile(
+        r"(\bsk-[A-Za-z0-9_\-]{6,}|\bAIza[0-9A-Za-z_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,})"
+    )
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(re.escape(s) for s in values)) if values else None
+
+    def __call__(self, text: str) -> str:
+        if self._secrets is not None:
+            text = self._secrets.sub("***", text)
+        return self._PATTERNS.sub("***", text)
+
+
+def error_response(error: GatewayError, scrub: Scrubber | None = None, headers: dict | None = None) -> Response:
+    """An HTTP response for `error`, its message scrubbed of secrets."""
+    body = error.body()
+    if scrub is not None:
+        body["error"]["message"] = scrub(body["error"]["message"])
+    return Response(orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers)

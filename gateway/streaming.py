@@ -1,0 +1,73 @@
+"""Writing the client's SSE stream (CONTRACT.md §3, Streaming).
+
+Items from an adapter are either `chat.completion.chunk` dicts, encoded here as
+`data: {json}\n\n`, or raw OpenAI SSE bytes from an OpenAI-compatible upstream, passed through
+as they are (that upstream sends its own `data: [DONE]`). A usage-only chunk (`choices: []`) is
+dropped unless the client set `stream_options.include_usage`. An error after the stream started
+becomes one `data: {"error": ...}` event followed by `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+
+from gateway.adapter import StreamItem
+from gateway.errors import GatewayError, Scrubber
+
+log = logging.getLogger("gateway.stream")
+
+DONE = b"data: [DONE]\n\n"
+
+
+def encode_chunk(chunk: dict) -> bytes:
+    """One SSE event for a chunk."""
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def encode_error(error: GatewayError, scrub: Scrubber) -> bytes:
+    """The SSE event for an error that happened after the stream started."""
+    body = error.body()
+    body["error"]["message"] = scrub(body["error"]["message"])
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+async def sse_body(
+    first: StreamItem | None,
+    rest: AsyncIterator[StreamItem],
+    include_usage: bool,
+    scrub: Scrubber,
+) -> AsyncIterator[bytes]:
+    """The response body: `first`, then the rest of the adapter's stream, then `[DONE]` for
+    translated streams. Closing this generator (client gone) closes the adapter's stream, and
+    with it the upstream request."""
+    translated = first is None or isinstance(first, dict)
+    try:
+        item = first
+        while True:
+            if item is not None:
+                if isinstance(item, dict):
+                    if include_usage or item.get("choices") or "usage" not in item:
+                        yield encode_chunk(item)
+                else:
+                    yield item
+            try:
+                item = await anext(rest)
+            except StopAsyncIteration:
+                break
+    except GatewayError as error:
+        log.warning("stream ended by upstream error: %s", scrub(error.message))
+        yield encode_error(error, scrub)
+        yield DONE
+        return
+    except Exception as exc:  # a translation bug must end the stream cleanly, not hang it
+        log.exception("stream failed: %s", type(exc).__name__)
+        yield encode_error(GatewayError(502, "The upstream stream failed.", type="api_error", code="upstream_error"), scrub)
+        yield DONE
+        return
+    finally:
+        await rest.aclose()
+    if translated:
+        yield DONE

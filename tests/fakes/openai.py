@@ -1,0 +1,163 @@
+"""A fake OpenAI (and Azure OpenAI) Chat Completions upstream.
+
+Speaks https://platform.openai.com/docs/api-reference/chat: `POST /v1/chat/completions` (JSON or
+SSE), `GET /v1/models`, and Azure's `POST /openai/deployments/{id}/chat/completions?api-version=`
+with the `api-key` header. Errors use OpenAI's `{"error": {...}}` body.
+
+The request's `model` picks a scenario, so one fake serves many tests at once:
+
+- any model: echoes the last user message (`Echo: ...`); with `tools`, calls the first tool.
+- `status-NNN`: answers HTTP NNN with an OpenAI error body (429 adds `Retry-After: 7`).
+- `slow-first-byte`: waits `slow_seconds` before answering.
+- `slow-stream`: streams one chunk every 50 ms for a long time; records `disconnect` when the
+  client goes away.
+- `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
+- `leak-secret`: a 400 whose message quotes the API key it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.support.recorder import Recorder
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied", 404: "invalid_request_error",
+               413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_exceeded"}
+
+
+def openai_error(status: int, message: str, code: str | None = None) -> JSONResponse:
+    headers = {"retry-after": "7"} if status == 429 else None
+    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class FakeOpenAI:
+    """The fake. `api_key`: the key it accepts (None: any); `recorder`: what it received."""
+
+    def __init__(self, api_key: str | None = "sk-upstream-secret-key-0123456789", slow_seconds: float = 30.0) -> None:
+        self.api_key = api_key
+        self.slow_seconds = slow_seconds
+        self.recorder = Recorder()
+        self.models = ["gpt-4o-mini", "gpt-4o"]
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/models", self.list_models, methods=["GET"]),
+                Route("/openai/deployments/{deployment}/chat/completions", self.azure_chat, methods=["POST"]),
+            ]
+        )
+
+    def _presented_key(self, request: Request, azure: bool) -> str | None:
+        if azure:
+            return request.headers.get("api-key")
+        auth = request.headers.get("authorization", "")
+        return auth[7:] if auth.lower().startswith("bearer ") else None
+
+    def _auth_error(self, key: str | None) -> JSONResponse | None:
+        if self.api_key is None or key == self.api_key:
+            return None
+        return openai_error(401, f"Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys.", "invalid_api_key")
+
+    async def list_models(self, request: Request) -> Response:
+        await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "openai"} for m in self.models]})
+
+    async def azure_chat(self, request: Request) -> Response:
+        if "api-version" not in request.query_params:
+            return openai_error(404, "Resource not found")
+        return await self._chat(request, azure=True)
+
+    async def chat(self, request: Request) -> Response:
+        return await self._chat(request, azure=False)
+
+    async def _chat(self, request: Request, azure: bool) -> Response:
+        received = await self.recorder.record(request)
+        key = self._presented_key(request, azure)
+        if (err := self._auth_error(key)) is not None:
+            return err
+        body = received.body
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return openai_error(400, "'messages' is a required property")
+        model = body.get("model") or "gpt-4o-mini"
+        if model.startswith("status-"):
+            status = int(model.split("-", 1)[1])
+            return openai_error(status, f"Scenario error {status}", "scenario")
+        if model == "leak-secret":
+            return openai_error(400, f"Invalid request made with key {key}")
+        if model == "slow-first-byte":
+            await asyncio.sleep(self.slow_seconds)
+        if body.get("stream"):
+            return StreamingResponse(self._stream(body, model), media_type="text/event-stream")
+        content, tool_calls = self._answer(body)
+        message = {"role": "assistant", "content": content, "refusal": None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        return JSONResponse({
+            "id": "chatcmpl-fake123", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
+        })
+
+    @staticmethod
+    def _last_user_text(body: dict) -> str:
+        for msg in reversed(body["messages"]):
+            if msg.get("role") == "user":
+                content = msg.get("content")
+                if isinstance(content, list):
+                    return " ".join(p.get("text", f"[{p.get('type')}]") for p in content)
+                return content or ""
+        return ""
+
+    def _answer(self, body: dict) -> tuple[str | None, list | None]:
+        tools = body.get("tools")
+        if tools and not any(m.get("role") == "tool" for m in body["messages"]):
+            name = tools[0]["function"]["name"]
+            return None, [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]
+        return f"Echo: {self._last_user_text(body)}", None
+
+    async def _stream(self, body: dict, model: str):
+        base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
+
+        def event(choices, **extra) -> bytes:
+            return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
+
+        def delta(d, finish=None):
+            return event([{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}])
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        yield delta({"role": "assistant", "content": ""})
+        if model == "slow-stream":
+            try:
+                for i in range(2000):
+                    await asyncio.sleep(0.05)
+                    yield delta({"content": f"{i} "})
+            except (asyncio.CancelledError, GeneratorExit):
+                self.recorder.event("disconnect")
+                raise
+        if model == "stall-stream":
+            await asyncio.sleep(self.slow_seconds)
+        content, tool_calls = self._answer(body)
+        if tool_calls:
+            call = tool_calls[0]
+            yield delta({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            args = call["function"]["arguments"]
+            for i in range(0, len(args), 5):
+                yield delta({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 5]}}]})
+            yield delta({}, "tool_calls")
+        else:
+            for word in content.split(" "):
+                yield delta({"content": word + " "})
+            yield delta({}, "stop")
+        if include_usage:
+            yield event([], usage={"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21})
+        yield b"data: [DONE]\n\n"
