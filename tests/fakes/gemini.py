@@ -1,0 +1,235 @@
+"""A fake Google Gemini API upstream (generateContent / streamGenerateContent).
+
+Speaks https://ai.google.dev/api/generate-content: `POST /{v1beta|v1}/models/{model}:generateContent`
+(JSON) and `POST /{version}/models/{model}:streamGenerateContent?alt=sse` (one
+`GenerateContentResponse` per SSE `data:` event, `\\r\\n\\r\\n`-separated as Google sends them).
+The key is read from `x-goog-api-key` (or the legacy `?key=` query). Errors use Google's shape
+`{"error": {"code", "message", "status", "details"}}`; a wrong key is Google's 400
+`INVALID_ARGUMENT` with `details[].reason == "API_KEY_INVALID"`. Like the real service, fields
+with default values (`index: 0`) are left out, and a request whose `contents` are malformed is a
+400 `INVALID_ARGUMENT`.
+
+The model in the path picks a scenario:
+
+- any model: answers `Echo: <last user content>` (inline data as `[inline MIME N bytes]`,
+  file data as `[file MIME URI]`); with `tools` and no `functionResponse` in the last content,
+  calls the first declared function with `{"city": "Paris"}` (with a `thoughtSignature`);
+  after a `functionResponse`, answers `Result: <its response as JSON>`.
+  `generationConfig.candidateCount` candidates, the i-th prefixed `[i] ` when there are several.
+- `max-tokens`: finishReason `MAX_TOKENS`; `safety`: finishReason `SAFETY`, no content;
+  `blocked`: `promptFeedback.blockReason: SAFETY` and no candidates.
+- `status-NNN`: HTTP NNN with Google's error body (429 carries a `RetryInfo` of 7s).
+- `leak-secret`: a 400 whose message quotes the key it was sent.
+- `midstream-error`: streams one text event, then an `{"error": {code 503, ...}}` event.
+
+Usage: `promptTokenCount` 9, `candidatesTokenCount` = words answered, `thoughtsTokenCount` 3.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.support.recorder import Recorder
+
+STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+PART_FIELDS = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode", "codeExecutionResult"}
+PROMPT_TOKENS = 9
+THOUGHT_TOKENS = 3
+SIGNATURE = "ZmFrZS10aG91Z2h0LXNpZ25hdHVyZQ=="
+
+
+def google_error(status: int, message: str, details: list | None = None) -> JSONResponse:
+    error = {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}
+    if details:
+        error["details"] = details
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def key_invalid() -> JSONResponse:
+    return google_error(400, "API key not valid. Please pass a valid API key.", [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+         "metadata": {"service": "generativelanguage.googleapis.com"}},
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": "API key not valid. Please pass a valid API key."},
+    ])
+
+
+def _camel(obj: dict) -> dict:
+    """Top-level keys in lowerCamelCase: Google's JSON parser takes `mime_type` and `mimeType` alike."""
+    return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in obj.items()}
+
+
+def _normalize(body: dict) -> None:
+    """Read `contents[].parts[]` (and their blobs) as Google does, whichever key spelling was sent."""
+    for content in body.get("contents") or []:
+        if isinstance(content, dict) and isinstance(content.get("parts"), list):
+            parts = [_camel(p) if isinstance(p, dict) else p for p in content["parts"]]
+            for part in parts:
+                for blob in ("inlineData", "fileData", "functionCall", "functionResponse"):
+                    if isinstance(part, dict) and isinstance(part.get(blob), dict):
+                        part[blob] = _camel(part[blob])
+            content["parts"] = parts
+
+
+def _invalid_contents(body: dict) -> str | None:
+    """What the real API would reject about `contents` (a 400 INVALID_ARGUMENT message), or None."""
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    for i, content in enumerate(contents):
+        if content.get("role") not in ("user", "model"):
+            return f"Please use a valid role: user, model. (contents[{i}])"
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+        for j, part in enumerate(parts):
+            if len(PART_FIELDS & set(part)) != 1:
+                return f"* GenerateContentRequest.contents[{i}].parts[{j}].data: required oneof field 'data' must have one initialized field"
+            response = part.get("functionResponse")
+            if response is not None and not isinstance(response.get("response"), dict):
+                return f"Invalid value at 'contents[{i}].parts[{j}].function_response.response' (type.googleapis.com/google.protobuf.Struct)"
+    return None
+
+
+class FakeGemini:
+    """The fake. `api_key`: the key it accepts; `recorder`: what it received."""
+
+    def __init__(self, api_key: str = "AIzaSyFakeGeminiKey-0123456789abcdefghij") -> None:
+        self.api_key = api_key
+        self.recorder = Recorder()
+        self.app = Starlette(routes=[Route("/{version}/models/{target:path}", self.models_call, methods=["POST"])])
+
+    async def models_call(self, request: Request) -> Response:
+        received = await self.recorder.record(request)
+        model, _, method = request.path_params["target"].rpartition(":")
+        if request.path_params["version"] not in ("v1", "v1beta") or method not in ("generateContent", "streamGenerateContent"):
+            return google_error(404, f"Method not found: {request.url.path}")
+        key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+        if key != self.api_key:
+            return key_invalid()
+        body = received.body
+        if not isinstance(body, dict):
+            return google_error(400, "Invalid JSON payload received.")
+        if model.startswith("status-"):
+            status = int(model.split("-", 1)[1])
+            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}] if status == 429 else None
+            return google_error(status, f"Scenario error {status}", details)
+        if model == "leak-secret":
+            return google_error(400, f"Request made with key {key} is malformed")
+        body = json.loads(json.dumps(body))
+        _normalize(body)
+        if (problem := _invalid_contents(body)) is not None:
+            return google_error(400, problem)
+        if method == "streamGenerateContent":
+            return StreamingResponse(self._stream(body, model, sse=request.query_params.get("alt") == "sse"), media_type="text/event-stream")
+        return JSONResponse(self._response(body, model))
+
+    # -- answers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _describe(part: dict) -> str:
+        if "text" in part:
+            return part["text"]
+        if "inlineData" in part:
+            data = part["inlineData"]
+            return f"[inline {data['mimeType']} {len(base64.b64decode(data['data']))} bytes]"
+        if "fileData" in part:
+            data = part["fileData"]
+            return f"[file {data.get('mimeType')} {data['fileUri']}]"
+        return ""
+
+    def _answer(self, body: dict) -> tuple[str, dict | None]:
+        """(text, functionCall or None) for the request."""
+        last = body["contents"][-1]
+        responses = [p["functionResponse"] for p in last["parts"] if "functionResponse" in p]
+        if responses:
+            return "Result: " + json.dumps(responses[0]["response"], sort_keys=True), None
+        declarations = [d for tool in body.get("tools") or [] for d in tool.get("functionDeclarations") or []]
+        mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
+        if declarations and mode != "NONE":
+            return "", {"name": declarations[0]["name"], "args": {"city": "Paris"}}
+        return "Echo: " + " ".join(filter(None, (self._describe(p) for p in last["parts"]))), None
+
+    def _candidates(self, body: dict, model: str) -> list[dict]:
+        count = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
+        text, call = self._answer(body)
+        candidates = []
+        for i in range(count):
+            candidate: dict = {}
+            if model == "safety":
+                candidate["finishReason"] = "SAFETY"
+                candidate["safetyRatings"] = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]
+            else:
+                if call:
+                    parts = [{"functionCall": call, "thoughtSignature": SIGNATURE}]
+                else:
+                    parts = [{"text": (f"[{i}] " if count > 1 else "") + text}]
+                candidate["content"] = {"parts": parts, "role": "model"}
+                candidate["finishReason"] = "MAX_TOKENS" if model == "max-tokens" else "STOP"
+            if i:
+                candidate["index"] = i
+            candidates.append(candidate)
+        return candidates
+
+    @staticmethod
+    def _usage(candidates: list[dict]) -> dict:
+        words = sum(len(p.get("text", "").split()) + (1 if "functionCall" in p else 0)
+                    for c in candidates for p in (c.get("content") or {}).get("parts", []))
+        return {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": words, "thoughtsTokenCount": THOUGHT_TOKENS,
+                "totalTokenCount": PROMPT_TOKENS + words + THOUGHT_TOKENS,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": PROMPT_TOKENS}]}
+
+    def _response(self, body: dict, model: str) -> dict:
+        if model == "blocked":
+            return {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
+                    "usageMetadata": {"promptTokenCount": PROMPT_TOKENS, "totalTokenCount": PROMPT_TOKENS}, "modelVersion": model}
+        candidates = self._candidates(body, model)
+        return {"candidates": candidates, "usageMetadata": self._usage(candidates), "modelVersion": model, "responseId": "fakeResponse123"}
+
+    async def _stream(self, body: dict, model: str, sse: bool):
+        """Events of a stream: the answer's text split into words (one event per word, every
+        candidate in each), the finishReason on the last one, usage on each (as Google sends)."""
+        full = self._response(body, model)
+        if not sse:  # without alt=sse Google streams one JSON array
+            yield json.dumps([full]).encode()
+            return
+
+        def event(data: dict) -> bytes:
+            return b"data: " + json.dumps(data).encode() + b"\r\n\r\n"
+
+        if "candidates" not in full:
+            yield event(full)
+            return
+        if model == "midstream-error":
+            yield event({"candidates": [{"content": {"parts": [{"text": "partial "}], "role": "model"}}], "modelVersion": model})
+            yield event({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}})
+            return
+        head = {"modelVersion": model, "responseId": full["responseId"]}
+        partial_usage = {"promptTokenCount": PROMPT_TOKENS, "totalTokenCount": PROMPT_TOKENS}
+        first_parts = (full["candidates"][0].get("content") or {}).get("parts") or [{}]
+        pieces = []
+        if "text" in first_parts[0]:
+            words = first_parts[0]["text"].split(" ")
+            pieces = [w + (" " if k < len(words) - 1 else "") for k, w in enumerate(words)]
+        for k, piece in enumerate(pieces[:-1]):
+            candidates = []
+            for i, candidate in enumerate(full["candidates"]):
+                text = candidate["content"]["parts"][0]["text"].split(" ")[k] + " "
+                candidates.append({"content": {"parts": [{"text": text}], "role": "model"}, **({"index": i} if i else {})})
+            yield event({"candidates": candidates, "usageMetadata": partial_usage, **head})
+        last = []
+        for candidate in full["candidates"]:
+            candidate = dict(candidate)
+            parts = (candidate.get("content") or {}).get("parts")
+            if parts and "text" in parts[0]:
+                text = parts[0]["text"].split(" ")[-1] if pieces else ""
+                candidate["content"] = {"parts": [{"text": text}], "role": "model"}
+            last.append(candidate)
+        yield event({"candidates": last, "usageMetadata": full["usageMetadata"], **head})
