@@ -1,0 +1,367 @@
+"""`zhipu-api`: Zhipu AI GLM v4 chat completions.
+
+Follows the GLM v4 HTTP API (https://open.bigmodel.cn/dev/api/normal-model/glm-4, error codes at
+https://open.bigmodel.cn/dev/api/error-code/service-error, English mirror
+https://docs.z.ai/api-reference/api-code) and the official `zhipuai` SDK's wire format:
+`POST {api_base}/chat/completions`, `api_base` default `https://open.bigmodel.cn/api/paas/v4`.
+
+Auth: a key of the form `id.secret` is turned into a short-lived HS256 JWT exactly as the SDK does
+(header `{"alg": "HS256", "sign_type": "SIGN"}`, payload `{"api_key": id, "exp": ms, "timestamp":
+ms}`, signed with `secret`), cached until shortly before it expires; any other key is sent as it is.
+Both go as `Authorization: Bearer ...`.
+
+The body is OpenAI-like; `GLM_REQUEST_FIELDS` is the field mapping (what GLM accepts, renamed or
+clamped where its ranges differ); everything else is dropped. Answers and SSE chunks are
+OpenAI-shaped; they are normalised to strict OpenAI (finish reasons, tool calls, usage).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import orjson
+from httpx_sse import ServerSentEvent
+
+from gateway import openai_format as oai
+from gateway.adapter import AdapterConfig, Completion, HTTPAdapter, StreamTranslator
+from gateway.errors import (
+    GatewayError,
+    error_message_from_body,
+    from_upstream_status,
+    parse_retry_after,
+    rate_limited,
+    upstream_auth_error,
+)
+from gateway.registry import register
+from gateway.request import ChatRequest
+
+ZHIPU_API_BASE = "https://open.bigmodel.cn/api/paas/v4"
+
+# JWT lifetime and how long before expiry a cached token is replaced (the SDK signs for 210 s
+# and caches for 180 s).
+JWT_TTL_SECONDS = 210
+JWT_REFRESH_MARGIN_SECONDS = 30
+
+
+class ZhipuConfig(AdapterConfig):
+    """`api_key` (`id.secret` from the Zhipu console → signed JWT; other keys sent as given),
+    `api_base` (default `https://open.bigmodel.cn/api/paas/v4`), `model` (forced model)."""
+
+    api_key: str
+
+
+# -- request: OpenAI → GLM --------------------------------------------------------------------
+
+
+def _temperature(value: float, out: dict[str, Any]) -> None:
+    """GLM's temperature is in (0, 1]: 0 (greedy) becomes `do_sample: false`, above 1 is cut."""
+    if value <= 0:
+        out["temperature"] = 0.01
+        out.setdefault("do_sample", False)
+    else:
+        out["temperature"] = min(float(value), 1.0)
+
+
+def _top_p(value: float, out: dict[str, Any]) -> None:
+    """GLM's top_p is in the open interval (0, 1) (OpenAI clients often send 1)."""
+    out["top_p"] = min(max(float(value), 0.01), 0.99)
+
+
+def _max_tokens(value: int, out: dict[str, Any]) -> None:
+    out.setdefault("max_tokens", value)
+
+
+def _stop(value: str | list[str], out: dict[str, Any]) -> None:
+    """GLM takes a list with a single stop word."""
+    words = [value] if isinstance(value, str) else [w for w in value if isinstance(w, str)]
+    if words:
+        out["stop"] = words[:1]
+
+
+def _tool_choice(value: str | dict, out: dict[str, Any]) -> None:
+    """GLM only knows `auto`: `none` removes the tools, anything else asks for `auto`."""
+    if value == "none":
+        out["_no_tools"] = True
+    else:
+        out["tool_choice"] = "auto"
+
+
+def _user(value: str, out: dict[str, Any]) -> None:
+    """GLM's `user_id` must be 6–128 characters; other values are not sent."""
+    if 6 <= len(value) <= 128:
+        out["user_id"] = value
+
+
+def _copy(name: str) -> Callable[[Any, dict[str, Any]], None]:
+    def put(value: Any, out: dict[str, Any]) -> None:
+        out[name] = value
+
+    return put
+
+
+# OpenAI request field → how it lands in the GLM body. Fields not listed are dropped (n,
+# presence_penalty, frequency_penalty, logit_bias, logprobs, parallel_tool_calls, stream_options...).
+GLM_REQUEST_FIELDS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
+    "model": _copy("model"),
+    "stream": _copy("stream"),
+    "temperature": _temperature,
+    "top_p": _top_p,
+    "max_tokens": _copy("max_tokens"),
+    "max_completion_tokens": _max_tokens,
+    "stop": _stop,
+    "tools": _copy("tools"),
+    "tool_choice": _tool_choice,
+    "response_format": _copy("response_format"),
+    "seed": _copy("seed"),
+    "user": _user,
+    # GLM's own fields, passed through when a client sends them.
+    "user_id": _copy("user_id"),
+    "request_id": _copy("request_id"),
+    "do_sample": _copy("do_sample"),
+    "thinking": _copy("thinking"),
+    "meta": _copy("meta"),
+    "sensitive_word_check": _copy("sensitive_word_check"),
+}
+
+# OpenAI message role → GLM role.
+GLM_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
+
+
+def _glm_content(content: Any) -> Any:
+    """A string stays; a part list becomes a string when it is all text, else GLM-4V's part list
+    (`text` and `image_url` parts, data URLs reduced to their base64 payload as the SDK does)."""
+    if not isinstance(content, list):
+        return content if content is not None else ""
+    if all(p.get("type") == "text" for p in content):
+        return oai.text_of(content)
+    parts = []
+    for part in content:
+        if part.get("type") == "text":
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif part.get("type") == "image_url":
+            image = part.get("image_url") or {}
+            url = image.get("url", "") if isinstance(image, dict) else str(image)
+            if url.startswith("data:image/"):
+                url = url.split("base64,")[-1]
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+def glm_message(message: dict[str, Any]) -> dict[str, Any]:
+    """One OpenAI message → a GLM message (`role`, `content`, `tool_calls`, `tool_call_id`)."""
+    role = GLM_ROLES.get(message.get("role"), "user")
+    out: dict[str, Any] = {"role": role, "content": _glm_content(message.get("content"))}
+    if role == "assistant" and message.get("tool_calls"):
+        out["tool_calls"] = [
+            {"id": c.get("id"), "type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments", "")}}
+            for c in message["tool_calls"]
+            if isinstance(c, dict) and isinstance(c.get("function"), dict)
+        ]
+    if role == "tool":
+        out["tool_call_id"] = message.get("tool_call_id") or message.get("name")
+    return out
+
+
+def glm_request(body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat completion request body → the GLM v4 request body."""
+    out: dict[str, Any] = {"messages": [glm_message(m) for m in body["messages"]]}
+    for field, put in GLM_REQUEST_FIELDS.items():
+        value = body.get(field)
+        if value is not None:
+            put(value, out)
+    if out.pop("_no_tools", False):
+        out.pop("tools", None)
+        out.pop("tool_choice", None)
+    return out
+
+
+# -- response: GLM → OpenAI ------------------------------------------------------------------
+
+# GLM finish_reason → OpenAI finish_reason; `network_error` (inference failed) raises instead.
+FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "sensitive": "content_filter"}
+
+
+def finish_reason(value: str | None) -> str | None:
+    """GLM's finish reason in OpenAI's vocabulary. Raises GatewayError 502 for `network_error`."""
+    if value is None:
+        return None
+    if value == "network_error":
+        raise from_upstream_status(502, "Zhipu reported a model inference failure (finish_reason network_error)")
+    return FINISH_REASONS.get(value, "stop")
+
+
+def _arguments(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _tool_calls(calls: Any, stream: bool) -> list[dict[str, Any]] | None:
+    if not calls:
+        return None
+    out = []
+    for position, call in enumerate(calls):
+        function = call.get("function") or {}
+        index = call.get("index", position) if stream else None
+        out.append(oai.tool_call(call.get("id") or f"call_{position}", function.get("name", ""), _arguments(function.get("arguments", "")), index))
+    return out
+
+
+def _usage(data: dict[str, Any]) -> dict[str, int] | None:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return oai.usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+
+
+def openai_completion(data: dict[str, Any], model: str) -> dict[str, Any]:
+    """A GLM chat completion → an OpenAI `chat.completion`. Raises GatewayError on an error body."""
+    if isinstance(data.get("error"), dict):
+        raise zhipu_error(200, data["error"])
+    choices = []
+    for position, item in enumerate(data.get("choices") or []):
+        msg = item.get("message") or {}
+        choices.append(oai.choice(item.get("index", position), oai.message(msg.get("content"), _tool_calls(msg.get("tool_calls"), False)), finish_reason(item.get("finish_reason"))))
+    return oai.chat_completion(data.get("model") or model, choices, _usage(data) or oai.usage(0, 0), id_=data.get("id"), created=data.get("created"))
+
+
+class ZhipuStreamTranslator(StreamTranslator):
+    """GLM SSE chunks (`data: {chunk}` ... `data: [DONE]`) → OpenAI chunks; the usage of the last
+    chunk becomes the final usage chunk."""
+
+    def __init__(self, model: str) -> None:
+        self.chunks = oai.ChunkBuilder(model)
+        self.started = False
+        self.usage: dict[str, int] | None = None
+
+    def feed(self, event: ServerSentEvent) -> list[dict[str, Any]]:
+        if not event.data or event.data.startswith("[DONE]"):
+            return []
+        data = orjson.loads(event.data)
+        if isinstance(data.get("error"), dict):
+            raise zhipu_error(200, data["error"])
+        if data.get("id") and not self.started:
+            self.chunks.id = data["id"]
+        self.usage = _usage(data) or self.usage
+        out = []
+        for item in data.get("choices") or []:
+            upstream = item.get("delta") or {}
+            delta: dict[str, Any] = {}
+            if not self.started:
+                delta["role"] = "assistant"
+                self.started = True
+            if upstream.get("content"):
+                delta["content"] = upstream["content"]
+            calls = _tool_calls(upstream.get("tool_calls"), True)
+            if calls:
+                delta["tool_calls"] = calls
+            reason = finish_reason(item.get("finish_reason"))
+            if delta or reason:
+                out.append(self.chunks.chunk(delta, reason, item.get("index", 0)))
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        return [self.chunks.usage_chunk(self.usage)] if self.usage else []
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+# Zhipu business error codes (the `error.code` string) → §3 error, where the code says more
+# than the HTTP status. Others fall back to the status.
+AUTH_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1110, 1111, 1112, 1120, 1121, 1220})
+RATE_LIMIT_CODES = frozenset({1113, 1302, 1303, 1304, 1305, 1308, 1309, 1310})
+REQUEST_CODES = frozenset({1210, 1211, 1212, 1213, 1214, 1215, 1231, 1261})
+CONTENT_FILTER_CODES = frozenset({1301})
+
+
+def zhipu_error(status: int, error: Any, retry_after: float | None = None) -> GatewayError:
+    """Map a Zhipu error (`{"code": "1261", "message": ...}`) with its HTTP status to §3:
+    auth codes → 502 `upstream_auth_error`, rate/quota codes → 429, request codes → 400,
+    1301 (sensitive content) → 400 `content_filter`, else the HTTP status's mapping (a 200 → 502)."""
+    message = error.get("message", "") if isinstance(error, dict) else str(error or "")
+    try:
+        code = int(error.get("code")) if isinstance(error, dict) else None
+    except (TypeError, ValueError):
+        code = None
+    text = f"{message} (Zhipu error {code})" if code is not None else message
+    if code in AUTH_CODES:
+        return upstream_auth_error(text)
+    if code in RATE_LIMIT_CODES:
+        return rate_limited(text, retry_after)
+    if code in CONTENT_FILTER_CODES:
+        err = from_upstream_status(400, text)
+        err.code = "content_filter"
+        return err
+    if code in REQUEST_CODES:
+        return from_upstream_status(400, text)
+    return from_upstream_status(status if status >= 400 else 502, text, retry_after)
+
+
+# -- auth --------------------------------------------------------------------------------------
+
+
+class ZhipuToken:
+    """The `Authorization` value for a key: a cached HS256 JWT for `id.secret` keys (as the
+    zhipuai SDK signs it; times in milliseconds), the key itself otherwise."""
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        key_id, dot, secret = api_key.partition(".")
+        self._parts = (key_id, secret) if dot and key_id and secret and "." not in secret else None
+        self._token = ""
+        self._refresh_at = 0.0
+
+    def __call__(self) -> str:
+        if self._parts is None:
+            return self.api_key
+        now = time.time()
+        if now >= self._refresh_at:
+            key_id, secret = self._parts
+            now_ms = int(round(now * 1000))
+            payload = {"api_key": key_id, "exp": now_ms + JWT_TTL_SECONDS * 1000, "timestamp": now_ms}
+            self._token = jwt.encode(payload, secret, algorithm="HS256", headers={"alg": "HS256", "sign_type": "SIGN"})
+            self._refresh_at = now + JWT_TTL_SECONDS - JWT_REFRESH_MARGIN_SECONDS
+        return self._token
+
+
+@register("zhipu-api")
+class ZhipuAdapter(HTTPAdapter):
+    """Zhipu GLM v4: `POST {api_base}/chat/completions` with a JWT (or plain key) bearer token."""
+
+    Config = ZhipuConfig
+    default_model = "glm-4-flash"
+
+    def __init__(self, entry, runtime) -> None:
+        super().__init__(entry, runtime)
+        self._url = f"{self.config.api_base or ZHIPU_API_BASE}/chat/completions"
+        self._token = ZhipuToken(self.config.api_key)
+
+    def endpoint(self, request: ChatRequest, stream: bool) -> str:
+        return self._url
+
+    def headers(self, request: ChatRequest) -> dict[str, str]:
+        return {"content-type": "application/json", "authorization": f"Bearer {self._token()}"}
+
+    def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        body = glm_request(self.prepared_body(request))
+        body["stream"] = stream
+        return body
+
+    def translate_response(self, data: Any, request: ChatRequest) -> Completion:
+        if not isinstance(data, dict):
+            raise from_upstream_status(502, "Zhipu answered with an unexpected body")
+        return openai_completion(data, self.model_for(request))
+
+    def stream_translator(self, request: ChatRequest) -> StreamTranslator:
+        return ZhipuStreamTranslator(self.model_for(request))
+
+    def translate_error(self, status: int, body: bytes, headers: Any) -> GatewayError:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        try:
+            error = orjson.loads(body).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            error = None
+        if not isinstance(error, dict):
+            return from_upstream_status(status, error_message_from_body(body), retry_after)
+        return zhipu_error(status, error, retry_after)
