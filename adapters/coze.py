@@ -25,21 +25,24 @@ go through it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from httpx_sse import ServerSentEvent
 
 from gateway import openai_format as oai
-from gateway.adapter import AdapterConfig, Completion, HTTPAdapter, StreamItem, StreamTranslator
+from gateway.adapter import (
+    AdapterConfig,
+    Completion,
+    HTTPAdapter,
+    StreamTranslator,
+)
 from gateway.errors import (
     GatewayError,
+    ProviderCodes,
     error_message_from_body,
     from_upstream_status,
     parse_retry_after,
-    rate_limited,
-    upstream_auth_error,
 )
 from gateway.registry import register
 from gateway.request import ChatRequest
@@ -73,34 +76,20 @@ class CozeWorkflowConfig(AdapterConfig):
 # -- errors ------------------------------------------------------------------------------------
 
 # Coze business codes (coze_error_codes) by §3 outcome; anything else is a 502 upstream_error.
-AUTH_CODES = frozenset({4100, 4101, 700012006})  # token invalid / lacks permission / OAuth token invalid
-RATE_LIMIT_CODES = frozenset({4008, 4009, 4011, 4016, 4019, 4020, 4022})  # limits, busy, balance
-REQUEST_CODES = frozenset({4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4010, 4012, 4014, 4015, 4200, 4314, 4315})
-CONTENT_FILTER_CODES = frozenset({4105})
+COZE_CODES = ProviderCodes(
+    auth=frozenset({4100, 4101, 700012006}),  # token invalid / lacks permission / OAuth token invalid
+    rate_limit=frozenset({4008, 4009, 4011, 4016, 4019, 4020, 4022}),  # limits, busy, balance
+    content_filter=frozenset({4105}),
+    request=dict.fromkeys((4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4010, 4012, 4014, 4015, 4200, 4314, 4315)),
+)
 
 
 def coze_error(code: Any, msg: str, retry_after: float | None = None, status: int = 200) -> GatewayError:
-    """The §3 error for a Coze error code: 4100/4101 → 502 `upstream_auth_error`; limits and
-    balance (4008, 4009, 4011, 4016, 4019, 4020, 4022) → 429; bad parameters, unknown or
-    unpublished bot, prompt too long (4000–4015, 4200, ...) → 400; sensitive content (4105) →
-    400 `content_filter`; any other code (4013 model error, 5000, ...) follows the HTTP `status`
-    it came with, which for Coze's usual HTTP 200 means 502 `upstream_error`."""
-    try:
-        number = int(code)
-    except (TypeError, ValueError):
-        number = None
+    """The §3 error for a Coze error code by `COZE_CODES`: any other code (4013 model error,
+    5000, ...) follows the HTTP `status` it came with, which for Coze's usual HTTP 200 means 502
+    `upstream_error`."""
     text = f"{msg} (Coze error {code})" if code is not None else msg
-    if number in AUTH_CODES:
-        return upstream_auth_error(text)
-    if number in RATE_LIMIT_CODES:
-        return rate_limited(text, retry_after)
-    if number in CONTENT_FILTER_CODES:
-        err = from_upstream_status(400, text)
-        err.code = "content_filter"
-        return err
-    if number in REQUEST_CODES:
-        return from_upstream_status(400, text)
-    return from_upstream_status(status if status >= 400 else 502, text, retry_after)
+    return COZE_CODES.error(code, text, status, retry_after)
 
 
 def check_coze_body(data: Any) -> dict[str, Any]:
@@ -303,32 +292,12 @@ class CozeAdapter(HTTPAdapter):
         return self._headers
 
     def translate_error(self, status: int, body: bytes, headers: Any) -> GatewayError:
-        """An HTTP error status: the body's Coze code decides when it has one, else the status."""
+        """An error status, or a JSON body where an event stream was expected: the body's Coze
+        code decides when it has one, else the status."""
         data = _json(body.decode("utf-8", "replace")) if body else None
         if isinstance(data, dict) and data.get("code") not in (None, 0, "0"):
             return coze_error(data["code"], str(data.get("msg") or ""), parse_retry_after(headers.get("retry-after")), status)
         return from_upstream_status(status, error_message_from_body(body), parse_retry_after(headers.get("retry-after")))
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
-        async with self.runtime.http.stream(
-            "POST",
-            self.endpoint(request, True),
-            headers=self.headers(request),
-            content=orjson.dumps(self.translate_request(request, True)),
-            proxies=self.config.proxies,
-        ) as upstream:
-            if upstream.status >= 400:
-                raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
-            if "text/event-stream" not in upstream.headers.get("content-type", ""):
-                body = await upstream.aread()
-                check_coze_body(_json(body.decode("utf-8", "replace")))
-                raise from_upstream_status(502, "Coze answered a streamed call without an event stream")
-            translator = self.stream_translator(request)
-            async for event in upstream.aiter_sse():
-                for chunk in translator.feed(event):
-                    yield chunk
-            for chunk in translator.finish():
-                yield chunk
 
 
 @register("coze")

@@ -61,14 +61,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from gateway import openai_format as oai
 from gateway.adapter import Adapter, AdapterConfig, Completion, StreamItem
 from gateway.errors import (
-    API_ERROR,
     GatewayError,
+    ProviderCodes,
     error_message_from_body,
     from_upstream_status,
     invalid_request,
     parse_retry_after,
-    rate_limited,
-    upstream_auth_error,
     upstream_timeout,
     upstream_unreachable,
 )
@@ -114,13 +112,15 @@ UID_MAX_LENGTH = 32
 DEFAULT_UID = "openai-gateway"
 
 # Spark `header.code` → the CONTRACT.md §3 answer (codes from the Web API doc's error table).
-RATE_LIMIT_CODES = frozenset({10006, 10007, 11201, 11202, 11203})  # concurrency, daily/second/concurrent flow control
-AUTH_CODES = frozenset({10015, 10016, 11200})  # appid blacklisted / not authorised for this version
-CONTENT_FILTER_CODES = frozenset({10013, 10014, 10019, 10021})  # input or output failed moderation
-REQUEST_ERROR_CODES: dict[int, str | None] = {  # the request frame itself was refused
-    10003: None, 10004: None, 10005: None, 10160: None, 10161: None, 10163: None,
-    10907: "context_length_exceeded",
-}
+SPARK_CODES = ProviderCodes(
+    rate_limit=frozenset({10006, 10007, 11201, 11202, 11203}),  # concurrency, daily/second/concurrent flow control
+    auth=frozenset({10015, 10016, 11200}),  # appid blacklisted / not authorised for this version
+    content_filter=frozenset({10013, 10014, 10019, 10021}),  # input or output failed moderation
+    request={  # the request frame itself was refused
+        10003: None, 10004: None, 10005: None, 10160: None, 10161: None, 10163: None,
+        10907: "context_length_exceeded",
+    },
+)
 
 
 class SparkConfig(AdapterConfig):
@@ -311,19 +311,11 @@ def spark_functions(tools: Any, tool_choice: Any) -> list[dict[str, Any]]:
 
 
 def error_for_code(code: int, message: str | None, sid: str | None = None) -> GatewayError:
-    """The §3 error for a Spark `header.code` (see the code tables above): rate limits → 429,
+    """The §3 error for a Spark `header.code` by `SPARK_CODES`: rate limits → 429,
     credential/authorisation codes → 502 `upstream_auth_error`, moderation → 400
     `content_filter`, request-frame errors → 400, anything else → 502 `upstream_error`."""
     text = f"Spark error {code}: {message or 'no message'}" + (f" (sid {sid})" if sid else "")
-    if code in RATE_LIMIT_CODES:
-        return rate_limited(text)
-    if code in AUTH_CODES:
-        return upstream_auth_error(text)
-    if code in CONTENT_FILTER_CODES:
-        return invalid_request(text, code="content_filter")
-    if code in REQUEST_ERROR_CODES:
-        return invalid_request(text, code=REQUEST_ERROR_CODES[code])
-    return GatewayError(502, text, type=API_ERROR, code="upstream_error", failover=True)
+    return SPARK_CODES.error(code, text)
 
 
 class SparkReply:
@@ -347,7 +339,7 @@ class SparkReply:
         header = frame.get("header") if isinstance(frame.get("header"), dict) else {}
         code = header.get("code") or 0
         if code:
-            if code in CONTENT_FILTER_CODES and self.produced:
+            if code in SPARK_CODES.content_filter and self.produced:
                 self.finish_reason = "content_filter"
                 return "", []
             raise error_for_code(code, header.get("message"), header.get("sid"))

@@ -29,11 +29,10 @@ from gateway import openai_format as oai
 from gateway.adapter import AdapterConfig, Completion, HTTPAdapter, StreamTranslator
 from gateway.errors import (
     GatewayError,
+    ProviderCodes,
     error_message_from_body,
     from_upstream_status,
     parse_retry_after,
-    rate_limited,
-    upstream_auth_error,
 )
 from gateway.registry import register
 from gateway.request import ChatRequest
@@ -269,33 +268,21 @@ class ZhipuStreamTranslator(StreamTranslator):
 
 # Zhipu business error codes (the `error.code` string) → §3 error, where the code says more
 # than the HTTP status. Others fall back to the status.
-AUTH_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1110, 1111, 1112, 1120, 1121, 1220})
-RATE_LIMIT_CODES = frozenset({1113, 1302, 1303, 1304, 1305, 1308, 1309, 1310})
-REQUEST_CODES = frozenset({1210, 1211, 1212, 1213, 1214, 1215, 1231, 1261})
-CONTENT_FILTER_CODES = frozenset({1301})
+ZHIPU_CODES = ProviderCodes(
+    auth=frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1110, 1111, 1112, 1120, 1121, 1220}),
+    rate_limit=frozenset({1113, 1302, 1303, 1304, 1305, 1308, 1309, 1310}),
+    content_filter=frozenset({1301}),
+    request=dict.fromkeys((1210, 1211, 1212, 1213, 1214, 1215, 1231, 1261)),
+)
 
 
 def zhipu_error(status: int, error: Any, retry_after: float | None = None) -> GatewayError:
-    """Map a Zhipu error (`{"code": "1261", "message": ...}`) with its HTTP status to §3:
-    auth codes → 502 `upstream_auth_error`, rate/quota codes → 429, request codes → 400,
-    1301 (sensitive content) → 400 `content_filter`, else the HTTP status's mapping (a 200 → 502)."""
+    """Map a Zhipu error (`{"code": "1261", "message": ...}`) with its HTTP status to §3 by
+    `ZHIPU_CODES` (1301, sensitive content → 400 `content_filter`; a 200 with no known code → 502)."""
     message = error.get("message", "") if isinstance(error, dict) else str(error or "")
-    try:
-        code = int(error.get("code")) if isinstance(error, dict) else None
-    except (TypeError, ValueError):
-        code = None
+    code = error.get("code") if isinstance(error, dict) else None
     text = f"{message} (Zhipu error {code})" if code is not None else message
-    if code in AUTH_CODES:
-        return upstream_auth_error(text)
-    if code in RATE_LIMIT_CODES:
-        return rate_limited(text, retry_after)
-    if code in CONTENT_FILTER_CODES:
-        err = from_upstream_status(400, text)
-        err.code = "content_filter"
-        return err
-    if code in REQUEST_CODES:
-        return from_upstream_status(400, text)
-    return from_upstream_status(status if status >= 400 else 502, text, retry_after)
+    return ZHIPU_CODES.error(code, text, status, retry_after)
 
 
 # -- auth --------------------------------------------------------------------------------------

@@ -172,7 +172,9 @@ class HTTPAdapter(Adapter):
         raise NotImplementedError
 
     def translate_error(self, status: int, body: bytes, headers: Any) -> GatewayError:
-        """A §3 error for an upstream error status (default: the body's message, status mapped)."""
+        """A §3 error for an upstream error status, or for a 200 that answered a streamed call
+        with something other than an event stream (default: the body's message, status mapped;
+        a 200 becomes 502 `upstream_error`)."""
         return from_upstream_status(status, error_message_from_body(body), parse_retry_after(headers.get("retry-after")))
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -199,7 +201,7 @@ class HTTPAdapter(Adapter):
             content=orjson.dumps(self.translate_request(request, True)),
             proxies=self.config.proxies,
         ) as upstream:
-            if upstream.status >= 400:
+            if upstream.status >= 400 or "text/event-stream" not in upstream.headers.get("content-type", ""):
                 raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
             translator = self.stream_translator(request)
             async for event in upstream.aiter_sse():

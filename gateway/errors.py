@@ -13,7 +13,8 @@ Every error the gateway returns is OpenAI's shape (CONTRACT.md §3)::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import orjson
 from starlette.responses import Response
@@ -143,6 +144,36 @@ def from_upstream_status(status: int, message: str, retry_after: float | None = 
 
 def _request_code(status: int) -> str | None:
     return {404: "not_found", 413: "request_too_large"}.get(status)
+
+
+@dataclass(frozen=True)
+class ProviderCodes:
+    """A provider's business error codes (sent in a JSON body or a frame header, often with HTTP
+    200), sorted by their §3 outcome. `request` maps a code to the OpenAI `code` to report (None
+    for a plain `invalid_request_error`)."""
+
+    auth: frozenset[int] = frozenset()
+    rate_limit: frozenset[int] = frozenset()
+    content_filter: frozenset[int] = frozenset()
+    request: Mapping[int, str | None] = field(default_factory=dict)
+
+    def error(self, code: object, message: str, status: int = 200, retry_after: float | None = None) -> GatewayError:
+        """The §3 error for `code`: auth codes → 502 `upstream_auth_error`; rate/quota codes →
+        429; moderation codes → 400 `content_filter`; request codes → 400; any other code follows
+        the HTTP `status` it came with (a 200 or unknown status → 502 `upstream_error`)."""
+        try:
+            number = int(code)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = None
+        if number in self.auth:
+            return upstream_auth_error(message)
+        if number in self.rate_limit:
+            return rate_limited(message, retry_after)
+        if number in self.content_filter:
+            return GatewayError(400, message, code="content_filter")
+        if number in self.request:
+            return GatewayError(400, message, code=self.request[number])
+        return from_upstream_status(status if status >= 400 else 502, message, retry_after)
 
 
 def parse_retry_after(value: str | None) -> float | None:
