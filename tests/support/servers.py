@@ -25,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def bound_socket() -> socket.socket:
-    """A listening TCP socket on 127.0.0.1 with a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A listening TCP socket on 127.0.0.1 with a free port.
+
+    `proto` must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto
+    says TCP, and without it every small response waits ~40 ms for a delayed ACK (Nagle)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
