@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     level = config.settings.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    if config.settings.admin_token is None:
+        # One generated admin token for every worker, announced once (CONTRACT.md §5).
+        from gateway.admin.security import announce_generated_token, generate_token
+
+        os.environ["GATEWAY_ADMIN_TOKEN"] = generate_token()
+        announce_generated_token(os.environ["GATEWAY_ADMIN_TOKEN"])
 
     import uvicorn
 

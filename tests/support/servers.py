@@ -44,11 +44,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(app, **config) -> Iterator[str]:
-    """Serve `app` on loopback in a thread; yields its base URL `http://127.0.0.1:PORT`."""
+def serve_app(app, lifespan: str = "off", **config) -> Iterator[str]:
+    """Serve `app` on loopback in a thread; yields its base URL `http://127.0.0.1:PORT`.
+
+    With `lifespan="on"` the app's startup (e.g. the config file watcher) has run before the
+    URL is yielded."""
     sock = bound_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", **config))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, **config))
     loop = asyncio.new_event_loop()
 
     def run() -> None:
@@ -58,11 +61,25 @@ def serve_app(app, **config) -> Iterator[str]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
+        if lifespan == "on":
+            wait_until(lambda: server.started or not thread.is_alive(), what="server start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition", interval: float = 0.05):
+    """Poll `predicate` until it returns a truthy value (returned) or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 class GatewayProcess:
