@@ -1,22 +1,30 @@
-"""Upstream HTTP: one pooled client per distinct outbound proxy setting, errors mapped to §3.
+"""Upstream HTTP: one pooled aiohttp session per distinct outbound proxy setting, errors mapped to §3.
 
-Every adapter reaches its provider through `UpstreamHTTP`, so one pool, one timeout policy and
-one error mapping serve them all. Transport failures never escape as httpx exceptions: they
+Every HTTP adapter reaches its provider through `UpstreamHTTP`, so one pool, one timeout policy
+and one error mapping serve them all. Transport failures never escape as aiohttp exceptions: they
 become `GatewayError` (502 `upstream_error` or 504 `upstream_timeout`).
 
-Timeouts (seconds, from `Settings`): `connect_timeout` for connection set-up; reads wait at most
-`request_timeout` for a non-streamed answer and `stream_idle_timeout` between two reads of a
-stream. The wait for a stream's first chunk is bounded by the caller (`gateway.dispatch`).
+The transport is aiohttp's client, chosen by measurement (bench/RESULTS.md): httpx's connection
+pool scans every pooled connection on each request, which under a few hundred concurrent
+connections cost ~4 ms of CPU per request; aiohttp's pool is keyed by host and its HTTP parser is
+in C. SSE is still parsed by httpx-sse (`aiter_sse`).
+
+Timeouts (seconds, from `Settings`): `connect_timeout` for connection set-up; a read waits at
+most `request_timeout` for a non-streamed answer and `stream_idle_timeout` between two reads of
+a stream. The wait for a stream's first chunk is bounded by the caller (`gateway.dispatch`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
+from multidict import CIMultiDictProxy
 
 from gateway.config import Settings
 from gateway.errors import GatewayError, upstream_timeout, upstream_unreachable
@@ -26,90 +34,109 @@ Proxies = Mapping[str, str] | str | None
 
 @dataclass(slots=True)
 class UpstreamResponse:
-    """A complete upstream answer: status, headers and body bytes."""
+    """A complete upstream answer: status, headers (case-insensitive) and body bytes."""
 
     status: int
-    headers: httpx.Headers
+    headers: CIMultiDictProxy[str]
     content: bytes
+
+
+def _map_error(exc: BaseException, streaming: bool = False) -> GatewayError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return upstream_timeout("connect")
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return upstream_timeout("stream idle" if streaming else "waiting for the answer")
+    return upstream_unreachable(type(exc).__name__)
+
+
+_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+class _BodyStream(httpx.AsyncByteStream):
+    """An aiohttp body as an httpx byte stream, so httpx-sse can parse it."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.content.iter_any():
+            yield chunk
 
 
 class UpstreamStream:
     """An open streamed upstream answer. Iterate `aiter_bytes()` or `aiter_sse()` once."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
-        self.status = response.status_code
+        self.status = response.status
         self.headers = response.headers
 
     async def aread(self) -> bytes:
         """The whole (error) body."""
         try:
-            return await self._response.aread()
-        except httpx.HTTPError as exc:
+            return await self._response.read()
+        except _ERRORS as exc:
             raise _map_error(exc, streaming=True) from None
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, chunk by chunk (no re-framing)."""
+        """The (decompressed) body as it arrives, chunk by chunk, with no re-framing."""
         try:
-            async for chunk in self._response.aiter_raw():
+            async for chunk in self._response.content.iter_any():
                 yield chunk
-        except httpx.HTTPError as exc:
+        except _ERRORS as exc:
             raise _map_error(exc, streaming=True) from None
 
     async def aiter_sse(self) -> AsyncIterator[ServerSentEvent]:
         """The body parsed as Server-Sent Events (`event`, `data`, `id`, `retry`)."""
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() != "content-encoding"]
+        response = httpx.Response(self.status, headers=headers, stream=_BodyStream(self._response))
         try:
-            async for event in EventSource(self._response).aiter_sse():
+            async for event in EventSource(response).aiter_sse():
                 yield event
-        except httpx.HTTPError as exc:
+        except _ERRORS as exc:
             raise _map_error(exc, streaming=True) from None
 
 
-def _map_error(exc: httpx.HTTPError, streaming: bool = False) -> GatewayError:
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-        return upstream_timeout("connect")
-    if isinstance(exc, httpx.TimeoutException):
-        return upstream_timeout("stream idle" if streaming else "waiting for the answer")
-    return upstream_unreachable(type(exc).__name__)
-
-
-def _mounts(proxies: Proxies) -> dict[str, httpx.AsyncHTTPTransport] | None:
-    """httpx mounts for the seed's `proxies` setting (`{"https": URL, "http": URL, "all": URL}` or one URL)."""
+def _proxy_for(proxies: Proxies, url: str) -> str | None:
+    """The proxy URL for `url` from the seed's `proxies` (`{https: URL, http: URL, all: URL}` or one URL)."""
     if not proxies:
         return None
     if isinstance(proxies, str):
-        proxies = {"all": proxies}
-    mounts = {}
-    for scheme, url in proxies.items():
-        key = scheme if scheme.endswith("://") else f"{scheme}://"
-        mounts[key] = httpx.AsyncHTTPTransport(proxy=url, limits=_LIMITS)
-    return mounts
-
-
-_LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=512, keepalive_expiry=30)
+        return proxies
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("ws", "wss"):
+        scheme = "http" if scheme == "ws" else "https"
+    for key in (scheme, f"{scheme}://", "all", "all://"):
+        if key in proxies:
+            return proxies[key]
+    return None
 
 
 class UpstreamHTTP:
-    """The shared pooled clients. One per distinct `proxies` value; created on first use."""
+    """The shared pooled sessions: one per distinct `proxies` value, created on first use (inside
+    the event loop)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
         self.configure(settings)
 
     def configure(self, settings: Settings) -> None:
         """Apply (new) timeout settings; pooled connections are kept."""
         connect = settings.connect_timeout
-        self._timeout = httpx.Timeout(settings.request_timeout, connect=connect, pool=connect)
-        self._stream_timeout = httpx.Timeout(settings.stream_idle_timeout, connect=connect, pool=connect)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=settings.request_timeout)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=settings.stream_idle_timeout)
 
-    def client(self, proxies: Proxies = None) -> httpx.AsyncClient:
-        """The pooled client for this proxy setting."""
+    def client(self, proxies: Proxies = None) -> aiohttp.ClientSession:
+        """The pooled session for this proxy setting."""
         key = repr(sorted(proxies.items())) if isinstance(proxies, Mapping) else repr(proxies)
-        client = self._clients.get(key)
-        if client is None:
-            client = httpx.AsyncClient(limits=_LIMITS, mounts=_mounts(proxies), trust_env=False, follow_redirects=False)
-            self._clients[key] = client
-        return client
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            )
+            self._sessions[key] = session
+        return session
 
     async def request(
         self,
@@ -123,12 +150,13 @@ class UpstreamHTTP:
     ) -> UpstreamResponse:
         """Send a request and read the whole answer. Raises GatewayError on transport failure."""
         try:
-            response = await self.client(proxies).request(
-                method, url, headers=headers, content=content, params=params, timeout=self._timeout
-            )
-        except httpx.HTTPError as exc:
+            async with self.client(proxies).request(
+                method, url, headers=headers, data=content, params=params, proxy=_proxy_for(proxies, url),
+                timeout=self._timeout, allow_redirects=False,
+            ) as response:
+                return UpstreamResponse(response.status, response.headers, await response.read())
+        except _ERRORS as exc:
             raise _map_error(exc) from None
-        return UpstreamResponse(response.status_code, response.headers, response.content)
 
     @asynccontextmanager
     async def stream(
@@ -141,24 +169,29 @@ class UpstreamHTTP:
         params: Mapping[str, str] | None = None,
         proxies: Proxies = None,
     ) -> AsyncIterator[UpstreamStream]:
-        """Open a streamed request; the connection is released (or closed) when the block exits,
-        including when the consumer is cancelled (client disconnect). Raises GatewayError."""
-        client = self.client(proxies)
-        request = client.build_request(method, url, headers=headers, content=content, params=params, timeout=self._stream_timeout)
+        """Open a streamed request. The connection goes back to the pool when the body was read
+        to its end, and is closed otherwise (an error, or the consumer cancelled because the
+        client went away). Raises GatewayError."""
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self.client(proxies).request(
+                method, url, headers=headers, data=content, params=params, proxy=_proxy_for(proxies, url),
+                timeout=self._stream_timeout, allow_redirects=False,
+            )
+        except _ERRORS as exc:
             raise _map_error(exc) from None
         try:
             yield UpstreamStream(response)
+        except BaseException:
+            response.close()
+            raise
         finally:
-            await response.aclose()
+            response.release()
 
     async def aclose(self) -> None:
-        """Close every pooled client (app shutdown)."""
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        """Close every pooled session (app shutdown)."""
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
 
 __all__ = ["UpstreamHTTP", "UpstreamResponse", "UpstreamStream", "GatewayError"]

@@ -9,11 +9,14 @@ from gateway.http import UpstreamHTTP
 
 
 def test_one_pooled_client_per_proxy_setting():
-    http = UpstreamHTTP(Settings())
-    assert http.client(None) is http.client(None)
-    assert http.client({"https": "http://p:1"}) is http.client({"https": "http://p:1"})
-    assert http.client({"https": "http://p:1"}) is not http.client(None)
-    asyncio.run(http.aclose())
+    async def check():
+        http = UpstreamHTTP(Settings())
+        assert http.client(None) is http.client(None)
+        assert http.client({"https": "http://p:1"}) is http.client({"https": "http://p:1"})
+        assert http.client({"https": "http://p:1"}) is not http.client(None)
+        await http.aclose()
+
+    asyncio.run(check())
 
 
 def test_token_table_and_header_precedence():
