@@ -23,7 +23,12 @@ import orjson
 from httpx_sse import ServerSentEvent
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from gateway.errors import GatewayError, error_message_from_body, from_upstream_status, parse_retry_after
+from gateway.errors import (
+    GatewayError,
+    error_message_from_body,
+    from_upstream_status,
+    parse_retry_after,
+)
 from gateway.request import ChatRequest
 
 if TYPE_CHECKING:

@@ -21,22 +21,22 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dispatch
-from gateway.auth import presented_token
+from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.errors import GatewayError, error_json, error_response, model_not_found
 from gateway.http import UpstreamHTTP
 from gateway.request import parse_chat_request
 from gateway.runtime import Runtime
-from gateway.streaming import sse_body
+from gateway.streaming import send_sse, sse_body
 
 log = logging.getLogger("gateway")
 
 DEFAULT_CONFIG = "configs/model_config.yaml"
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 class Gateway:
@@ -57,32 +57,61 @@ def _json(data: object, status: int = 200, headers: dict | None = None) -> Respo
     return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
-def _route_headers(adapter_name: str, served_by: str | None) -> dict[str, str]:
-    headers = {"x-gateway-token-name": adapter_name}
-    if served_by and served_by != adapter_name:
-        headers["x-gateway-served-by"] = served_by
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _response_headers(content_type: bytes, adapter_name: str | None, served_by: str | None) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", content_type)]
+    if adapter_name:
+        headers.append((b"x-gateway-token-name", adapter_name.encode()))
+        if served_by and served_by != adapter_name:
+            headers.append((b"x-gateway-served-by", served_by.encode()))
     return headers
 
 
-async def chat_completions(request: Request) -> Response:
-    runtime: Runtime = request.app.state.gateway.runtime
-    try:
-        adapter = runtime.authenticate(presented_token(request.headers))
-        chat = parse_chat_request(await request.body())
-        if chat.stream:
-            first, rest = await dispatch.open_stream(adapter, chat)
-            body = sse_body(first, rest, chat.include_usage, runtime.scrub)
-            headers = {**SSE_HEADERS, **_route_headers(adapter.name, dispatch.served_by.get())}
-            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-        completion = await dispatch.complete(adapter, chat)
-    except GatewayError as error:
-        if error.status >= 500 or error.status == 429:
-            log.warning("chat completion failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-        return error_response(error, runtime.scrub)
-    headers = _route_headers(adapter.name, dispatch.served_by.get())
-    if isinstance(completion, bytes):
-        return Response(completion, media_type="application/json", headers=headers)
-    return _json(completion, headers=headers)
+async def _send_json(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ChatCompletions:
+    """`POST /v1/chat/completions`, as a plain ASGI app: this is every request's hot path, so it
+    reads the body and writes the answer with ASGI messages directly (no Request/Response
+    objects). Answers a `chat.completion` (JSON) or an SSE stream of chunks, or an OpenAI-shaped
+    error (§3); an unexpected failure is a 500 `api_error`, never a traceback."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        runtime: Runtime = scope["app"].state.gateway.runtime
+        adapter = None
+        try:
+            adapter = runtime.authenticate(presented_token(auth_headers(scope["headers"])))
+            chat = parse_chat_request(await _read_body(receive))
+            if chat.stream:
+                first, rest = await dispatch.open_stream(adapter, chat)
+                headers = _response_headers(b"text/event-stream", adapter.name, dispatch.served_by.get())
+                headers += SSE_HEADERS
+                await send_sse(send, receive, headers, sse_body(first, rest, chat.include_usage, runtime.scrub))
+                return
+            completion = await dispatch.complete(adapter, chat)
+        except GatewayError as error:
+            if error.status >= 500 or error.status == 429:
+                log.warning("chat completion failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
+            await _send_json(send, error.status, error_json(error, runtime.scrub), _response_headers(b"application/json", None, None))
+            return
+        except Exception as exc:
+            log.exception("chat completion failed unexpectedly: %s", type(exc).__name__)
+            error = GatewayError(500, "The gateway failed to handle the request.", type="api_error", code="internal_error")
+            await _send_json(send, 500, error_json(error), _response_headers(b"application/json", None, None))
+            return
+        body = completion if isinstance(completion, bytes) else orjson.dumps(completion)
+        await _send_json(send, 200, body, _response_headers(b"application/json", adapter.name, dispatch.served_by.get()))
 
 
 def _model_object(model_id: str, owner: str) -> dict:
@@ -135,8 +164,8 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         await gateway.http.aclose()
 
     routes = [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
+        Route("/chat/completions", ChatCompletions(), methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -25,6 +25,14 @@ def presented_token(headers: Mapping[str, str]) -> str | None:
     return headers.get("api-key") or headers.get("x-api-key") or None
 
 
+_AUTH_HEADER_NAMES = frozenset({b"authorization", b"api-key", b"x-api-key"})
+
+
+def auth_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The auth-related headers of an ASGI scope's raw `headers` list, for `presented_token`."""
+    return {name.decode(): value.decode("latin-1") for name, value in raw_headers if name in _AUTH_HEADER_NAMES}
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 

@@ -233,9 +233,14 @@ class Scrubber:
         return self._PATTERNS.sub("***", text)
 
 
-def error_response(error: GatewayError, scrub: Scrubber | None = None, headers: dict | None = None) -> Response:
-    """An HTTP response for `error`, its message scrubbed of secrets."""
+def error_json(error: GatewayError, scrub: Scrubber | None = None) -> bytes:
+    """`error` as JSON bytes, its message scrubbed of secrets."""
     body = error.body()
     if scrub is not None:
         body["error"]["message"] = scrub(body["error"]["message"])
-    return Response(orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers)
+    return orjson.dumps(body)
+
+
+def error_response(error: GatewayError, scrub: Scrubber | None = None, headers: dict | None = None) -> Response:
+    """An HTTP response for `error`, its message scrubbed of secrets."""
+    return Response(error_json(error, scrub), status_code=error.status, media_type="application/json", headers=headers)

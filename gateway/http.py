@@ -132,9 +132,7 @@ class UpstreamHTTP:
         session = self._sessions.get(key)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, auto_decompress=True, skip_auto_headers=("User-Agent",)
-            )
+            session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)
             self._sessions[key] = session
         return session
 

@@ -9,13 +9,14 @@ becomes one `data: {"error": ...}` event followed by `data: [DONE]`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import orjson
 
 from gateway.adapter import StreamItem
-from gateway.errors import GatewayError, Scrubber
+from gateway.errors import GatewayError, Scrubber, error_json
 
 log = logging.getLogger("gateway.stream")
 
@@ -29,9 +30,7 @@ def encode_chunk(chunk: dict) -> bytes:
 
 def encode_error(error: GatewayError, scrub: Scrubber) -> bytes:
     """The SSE event for an error that happened after the stream started."""
-    body = error.body()
-    body["error"]["message"] = scrub(body["error"]["message"])
-    return b"data: " + orjson.dumps(body) + b"\n\n"
+    return b"data: " + error_json(error, scrub) + b"\n\n"
 
 
 async def sse_body(
@@ -71,3 +70,32 @@ async def sse_body(
         await rest.aclose()
     if translated:
         yield DONE
+
+
+async def _wait_for_disconnect(receive, task: asyncio.Task) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    task.cancel()
+
+
+async def send_sse(send, receive, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes]) -> None:
+    """Send `body` as a `text/event-stream` response over ASGI, each item as soon as it comes.
+
+    One watcher task waits for the client's `http.disconnect`; it cancels the sending task, which
+    closes `body` (and with it the upstream request). Ends quietly when the client went away.
+    """
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    task = asyncio.current_task()
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive, task))
+    try:
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not watcher.done() or task.uncancel() > 0:
+            raise  # cancelled by someone else (server shutdown): not a client disconnect
+    except OSError:
+        pass  # the connection broke under us: the client is gone
+    finally:
+        watcher.cancel()
+        await body.aclose()
