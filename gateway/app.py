@@ -87,8 +87,11 @@ class ChatCompletions:
     objects). Answers a `chat.completion` (JSON) or an SSE stream of chunks, or an OpenAI-shaped
     error (§3); an unexpected failure is a 500 `api_error`, never a traceback."""
 
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
     async def __call__(self, scope, receive, send) -> None:
-        runtime: Runtime = scope["app"].state.gateway.runtime
+        runtime = self.gateway.runtime
         adapter = None
         try:
             adapter = runtime.authenticate(presented_token(auth_headers(scope["headers"])))
@@ -112,6 +115,31 @@ class ChatCompletions:
             return
         body = completion if isinstance(completion, bytes) else orjson.dumps(completion)
         await _send_json(send, 200, body, _response_headers(b"application/json", adapter.name, dispatch.served_by.get()))
+
+
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+
+class ChatFastPath:
+    """Middleware: a chat completion request without an `Origin` header (SDKs, curl, servers:
+    not a browser, so CORS has nothing to add) goes straight to the endpoint, past routing and
+    the CORS and exception middleware and their per-message wrappers. Everything else, browser
+    requests included, takes the normal Starlette path."""
+
+    def __init__(self, app, endpoint: ChatCompletions) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in CHAT_PATHS
+            and not any(name == b"origin" for name, _ in scope["headers"])
+        ):
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _model_object(model_id: str, owner: str) -> dict:
@@ -157,6 +185,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         path = str(config or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
         config = load_config(path)
     gateway = Gateway(config, path)
+    chat = ChatCompletions(gateway)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -164,13 +193,14 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         await gateway.http.aclose()
 
     routes = [
-        Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
-        Route("/chat/completions", ChatCompletions(), methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     middleware = [
+        Middleware(ChatFastPath, endpoint=chat),
         Middleware(
             CORSMiddleware,
             allow_origins=config.settings.cors_allow_origins,
