@@ -29,12 +29,12 @@ Auth: the session cookie (state-changing requests also need `X-CSRF-Token`), or
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -47,10 +47,7 @@ from gateway.config import ConfigError
 from gateway.errors import GatewayError
 from gateway.request import ChatRequest
 
-TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 MAX_BODY = 2 * 1024 * 1024
 DEFAULT_PROMPT = "Reply with one short sentence: are you there?"
 SECURITY_HEADERS = {
@@ -208,10 +205,19 @@ def _static_version() -> str:
     return str(max(stamps, default=0))
 
 
+@functools.cache
+def _templates():
+    """The page's Jinja environment, built on first use (Jinja is not loaded by a gateway that
+    only serves the API)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=select_autoescape(["html"]))
+
+
 async def page(request: Request) -> Response:
     admin = _admin(request)
     session_id = admin.keys.session_id(request.cookies.get(COOKIE))
-    html = TEMPLATES.get_template("config.html").render(
+    html = _templates().get_template("config.html").render(
         logged_in=session_id is not None,
         csrf_token=admin.keys.csrf_for(session_id) if session_id else "",
         path=admin.manager.path or "",
