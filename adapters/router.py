@@ -234,18 +234,7 @@ class RouterAdapter(Adapter):
         if self.config.router_strategy == "parallel":
             completion, _ = await self._race(members, lambda m: complete_member(m, request))
             return completion
-        failures: list[tuple[str, GatewayError]] = []
-        for i, member in enumerate(members):
-            try:
-                completion, name = await complete_member(member, request)
-            except GatewayError as error:
-                if not error.failover:
-                    raise
-                self._failed(member, error, failures, len(members) - i - 1)
-                continue
-            self._succeeded(member, name)
-            return completion
-        raise self._exhausted(failures)
+        return await self._first_success(members, lambda m: complete_member(m, request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         """The stream of the first member that produces a first chunk; then that member's stream
@@ -262,17 +251,23 @@ class RouterAdapter(Adapter):
         if self.config.router_strategy == "parallel":
             opened, _ = await self._race(members, lambda m: open_member(m, request), discard=_close_opened)
             return opened
+        return await self._first_success(members, lambda m: open_member(m, request))
+
+    async def _first_success(self, members: list[Adapter], attempt: Callable[[Adapter], Awaitable[tuple[T, str]]]) -> T:
+        """Try `attempt` on each member in order: the first success wins; a failover-type error
+        passes to the next member, a request error is raised at once; when every member failed,
+        the most telling error is raised."""
         failures: list[tuple[str, GatewayError]] = []
         for i, member in enumerate(members):
             try:
-                opened, name = await open_member(member, request)
+                result, name = await attempt(member)
             except GatewayError as error:
                 if not error.failover:
                     raise
                 self._failed(member, error, failures, len(members) - i - 1)
                 continue
             self._succeeded(member, name)
-            return opened
+            return result
         raise self._exhausted(failures)
 
     async def _race(

@@ -51,6 +51,20 @@ def _map_error(exc: BaseException, streaming: bool = False) -> GatewayError:
 
 _ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
+# Idle pooled connections are dropped after this many seconds: below the 5 s keep-alive of
+# common servers (uvicorn, Node), so we rarely reuse a connection the server is closing.
+KEEPALIVE_SECONDS = 4.0
+# Attempts for one request when the server drops the connection without answering (closed or
+# reset): typically a pooled keep-alive connection it closed just as we reused it.
+ATTEMPTS = 2
+
+
+def _dropped(exc: BaseException) -> bool:
+    """The server dropped an established connection before answering (not a failed connect)."""
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError) and not isinstance(
+        exc, aiohttp.ClientConnectorError
+    )
+
 
 class _BodyStream(httpx.AsyncByteStream):
     """An aiohttp body as an httpx byte stream, so httpx-sse can parse it."""
@@ -131,7 +145,7 @@ class UpstreamHTTP:
         key = repr(sorted(proxies.items())) if isinstance(proxies, Mapping) else repr(proxies)
         session = self._sessions.get(key)
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS, ttl_dns_cache=300)
             session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)
             self._sessions[key] = session
         return session
@@ -147,14 +161,17 @@ class UpstreamHTTP:
         proxies: Proxies = None,
     ) -> UpstreamResponse:
         """Send a request and read the whole answer. Raises GatewayError on transport failure."""
-        try:
-            async with self.client(proxies).request(
-                method, url, headers=headers, data=content, params=params, proxy=_proxy_for(proxies, url),
-                timeout=self._timeout, allow_redirects=False,
-            ) as response:
-                return UpstreamResponse(response.status, response.headers, await response.read())
-        except _ERRORS as exc:
-            raise _map_error(exc) from None
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.client(proxies).request(
+                    method, url, headers=headers, data=content, params=params, proxy=_proxy_for(proxies, url),
+                    timeout=self._timeout, allow_redirects=False,
+                ) as response:
+                    return UpstreamResponse(response.status, response.headers, await response.read())
+            except _ERRORS as exc:
+                if attempt == ATTEMPTS or not _dropped(exc):
+                    raise _map_error(exc) from None
+        raise AssertionError("unreachable")
 
     @asynccontextmanager
     async def stream(
@@ -170,13 +187,16 @@ class UpstreamHTTP:
         """Open a streamed request. The connection goes back to the pool when the body was read
         to its end, and is closed otherwise (an error, or the consumer cancelled because the
         client went away). Raises GatewayError."""
-        try:
-            response = await self.client(proxies).request(
-                method, url, headers=headers, data=content, params=params, proxy=_proxy_for(proxies, url),
-                timeout=self._stream_timeout, allow_redirects=False,
-            )
-        except _ERRORS as exc:
-            raise _map_error(exc) from None
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = await self.client(proxies).request(
+                    method, url, headers=headers, data=content, params=params, proxy=_proxy_for(proxies, url),
+                    timeout=self._stream_timeout, allow_redirects=False,
+                )
+                break
+            except _ERRORS as exc:
+                if attempt == ATTEMPTS or not _dropped(exc):
+                    raise _map_error(exc) from None
         try:
             yield UpstreamStream(response)
         except BaseException:
