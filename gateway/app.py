@@ -120,26 +120,30 @@ class ChatCompletions:
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
 
-class ChatFastPath:
-    """Middleware: a chat completion request without an `Origin` header (SDKs, curl, servers:
-    not a browser, so CORS has nothing to add) goes straight to the endpoint, past routing and
-    the CORS and exception middleware and their per-message wrappers. Everything else, browser
-    requests included, takes the normal Starlette path."""
+def _is_plain_chat_request(scope) -> bool:
+    """A chat completion POST without an `Origin` header: SDKs, curl, servers (not a browser,
+    so CORS has nothing to add)."""
+    return (
+        scope["type"] == "http"
+        and scope["method"] == "POST"
+        and scope["path"] in CHAT_PATHS
+        and not any(name == b"origin" for name, _ in scope["headers"])
+    )
 
-    def __init__(self, app, endpoint: ChatCompletions) -> None:
-        self.app = app
-        self.endpoint = endpoint
+
+class GatewayApp(Starlette):
+    """Starlette, with the hot path taken first: a plain chat completion request goes straight
+    to `ChatCompletions`, past the middleware stack (error, CORS and exception middleware and
+    their per-message wrappers) and routing. Everything else, browser requests included, takes
+    the normal Starlette path. `ChatCompletions` answers every failure itself."""
+
+    chat: ChatCompletions
 
     async def __call__(self, scope, receive, send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] in CHAT_PATHS
-            and not any(name == b"origin" for name, _ in scope["headers"])
-        ):
-            await self.endpoint(scope, receive, send)
+        if _is_plain_chat_request(scope):
+            await self.chat(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
 
 
 def _model_object(model_id: str, owner: str) -> dict:
@@ -200,7 +204,6 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/healthz", healthz, methods=["GET"]),
     ]
     middleware = [
-        Middleware(ChatFastPath, endpoint=chat),
         Middleware(
             CORSMiddleware,
             allow_origins=config.settings.cors_allow_origins,
@@ -210,7 +213,8 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
             max_age=600,
         )
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = GatewayApp(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.chat = chat
     app.state.gateway = gateway
     app.state.started = time.time()
     _mount_admin(app)
