@@ -443,17 +443,12 @@ class ClaudeAdapter(HTTPAdapter):
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
         self._url = f"{self.config.api_base or ANTHROPIC_API_BASE}/v1/messages"
-        self._headers = {
-            "content-type": "application/json",
-            "x-api-key": self.config.api_key,
-            "anthropic-version": self.config.anthropic_version,
-        }
+
+    def fixed_headers(self) -> dict[str, str]:
+        return {"content-type": "application/json", "x-api-key": self.config.api_key, "anthropic-version": self.config.anthropic_version}
 
     def endpoint(self, request: ChatRequest, stream: bool) -> str:
         return self._url
-
-    def headers(self, request: ChatRequest) -> dict[str, str]:
-        return self._headers
 
     def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The Anthropic Messages body for an OpenAI chat completion request (module tables).

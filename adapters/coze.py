@@ -286,10 +286,9 @@ class CozeAdapter(HTTPAdapter):
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
         self._base = self.config.api_base or COZE_API_BASE
-        self._headers = {"content-type": "application/json", "authorization": f"Bearer {self.config.api_key}"}
 
-    def headers(self, request: ChatRequest) -> dict[str, str]:
-        return self._headers
+    def fixed_headers(self) -> dict[str, str]:
+        return {"content-type": "application/json", "authorization": f"Bearer {self.config.api_key}"}
 
     def translate_error(self, status: int, body: bytes, headers: Any) -> GatewayError:
         """An error status, or a JSON body where an event stream was expected: the body's Coze

@@ -440,7 +440,9 @@ class GeminiAdapter(HTTPAdapter):
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
         self._base = f"{self.config.api_base or GEMINI_API_BASE}/{API_VERSION}/models"
-        self._headers = {"content-type": "application/json", "x-goog-api-key": self.config.api_key}
+
+    def fixed_headers(self) -> dict[str, str]:
+        return {"content-type": "application/json", "x-goog-api-key": self.config.api_key}
 
     def model_for(self, request: ChatRequest) -> str:
         """The config's `model`, else the request's, else `gemini-2.5-flash`; a `models/` prefix is dropped."""
@@ -450,9 +452,6 @@ class GeminiAdapter(HTTPAdapter):
     def endpoint(self, request: ChatRequest, stream: bool) -> str:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return f"{self._base}/{quote(self.model_for(request), safe='')}:{method}"
-
-    def headers(self, request: ChatRequest) -> dict[str, str]:
-        return self._headers
 
     def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The `GenerateContentRequest`: `contents`, `systemInstruction`, `tools`, `toolConfig`, `generationConfig`."""

@@ -114,32 +114,28 @@ def _unexpected(member: Adapter, exc: Exception) -> GatewayError:
     return GatewayError(502, "The upstream answer could not be handled.", type=API_ERROR, code="upstream_error", failover=True)
 
 
-async def complete_member(member: Adapter, request: ChatRequest) -> tuple[Completion, str]:
-    """One member's non-streamed answer under the §3 timeout policy: `(completion, served_by name)`.
-
-    Raises GatewayError (an unexpected exception in the member becomes 502 `upstream_error`).
-    """
+async def _call_member(member: Adapter, call: Callable[[Adapter, ChatRequest], Awaitable[T]], request: ChatRequest) -> tuple[T, str]:
+    """`call(member, request)` under the §3 timeout policy: `(result, served_by name)`.
+    Raises GatewayError (an unexpected exception in the member becomes 502 `upstream_error`)."""
     dispatch.served_by.set(None)
     try:
-        completion = await dispatch.complete(member, request)
+        result = await call(member, request)
     except GatewayError:
         raise
     except Exception as exc:
         raise _unexpected(member, exc) from None
-    return completion, answered_by(member)
+    return result, answered_by(member)
+
+
+async def complete_member(member: Adapter, request: ChatRequest) -> tuple[Completion, str]:
+    """One member's non-streamed answer: `(completion, served_by name)`. Raises GatewayError."""
+    return await _call_member(member, dispatch.complete, request)
 
 
 async def open_member(member: Adapter, request: ChatRequest) -> tuple[Opened, str]:
-    """Open one member's stream and wait for its first item under `request_timeout`:
-    `((first_item, rest), served_by name)`. Raises GatewayError like `complete_member`."""
-    dispatch.served_by.set(None)
-    try:
-        opened = await dispatch.open_stream(member, request)
-    except GatewayError:
-        raise
-    except Exception as exc:
-        raise _unexpected(member, exc) from None
-    return opened, answered_by(member)
+    """One member's stream, opened up to its first item: `((first_item, rest), served_by name)`.
+    Raises GatewayError."""
+    return await _call_member(member, dispatch.open_stream, request)
 
 
 # -- the router -----------------------------------------------------------------------------

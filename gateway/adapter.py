@@ -156,13 +156,22 @@ class StreamTranslator:
 class HTTPAdapter(Adapter):
     """An adapter for a provider spoken over HTTP with JSON bodies and SSE streams."""
 
+    def __init__(self, entry: Entry, runtime: Runtime) -> None:
+        super().__init__(entry, runtime)
+        self._headers = self.fixed_headers()
+
+    def fixed_headers(self) -> dict[str, str]:
+        """The headers every request of this entry carries (auth, version), built once."""
+        return {"content-type": "application/json"}
+
     def endpoint(self, request: ChatRequest, stream: bool) -> str:
         """The full URL to call."""
         raise NotImplementedError
 
     def headers(self, request: ChatRequest) -> dict[str, str]:
-        """Request headers (auth, version, content type)."""
-        return {"content-type": "application/json"}
+        """Request headers: `fixed_headers()` unless the provider needs per-request ones (a token
+        that expires, say)."""
+        return self._headers
 
     def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The provider's request body for this OpenAI request."""
