@@ -31,6 +31,7 @@ from gateway.errors import GatewayError, error_json, error_response, model_not_f
 from gateway.http import UpstreamHTTP
 from gateway.request import parse_chat_request
 from gateway.runtime import Runtime
+from gateway.store import Database, database_url
 from gateway.streaming import send_sse, sse_body
 
 log = logging.getLogger("gateway")
@@ -46,6 +47,8 @@ class Gateway:
         self.path = path
         self.http = UpstreamHTTP(config.settings)
         self.runtime = Runtime(config, self.http)
+        # §8: the SQL store (usage, stored responses); started in the app's lifespan.
+        self.database = Database(database_url(config.settings.database, path))
 
     def apply(self, config: GatewayConfig) -> None:
         """Serve `config` from now on; requests in flight keep the runtime they started with."""
@@ -193,8 +196,10 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        await gateway.database.start()
         yield
         await gateway.http.aclose()
+        await gateway.database.close()
 
     routes = [
         Route("/v1/chat/completions", chat, methods=["POST"]),

@@ -53,6 +53,8 @@ class Settings(BaseModel):
     stream_idle_timeout: float = Field(120.0, gt=0)
     log_level: str = "info"
     cooldown: Cooldown = Field(default_factory=Cooldown)
+    # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
+    database: str | None = None
 
 
 class _RawEntry(BaseModel):
