@@ -443,7 +443,8 @@ def test_save_writes_atomically_and_keeps_the_previous_file(admin, monkeypatch):
     backup = admin.path.with_name(admin.path.name + ".bak")
     assert backup.read_text() == before
     assert stat.S_IMODE(admin.path.stat().st_mode) == 0o640
-    assert sorted(p.name for p in admin.path.parent.iterdir() if p.is_file()) == ["model_config.yaml", "model_config.yaml.bak"]
+    config_files = sorted(p.name for p in admin.path.parent.iterdir() if p.is_file() and not p.name.startswith("gateway.db"))
+    assert config_files == ["model_config.yaml", "model_config.yaml.bak"]  # no temp files left (the §8 store is its own)
 
     # when the write fails, the old file stays, nothing is applied and no version is recorded
     from gateway.admin import files
