@@ -33,6 +33,8 @@ from gateway.request import parse_chat_request
 from gateway.runtime import Runtime
 from gateway.store import Database, database_url
 from gateway.streaming import send_sse, sse_body
+from gateway.usage import prices
+from gateway.usage.ledger import UsageLedger
 
 log = logging.getLogger("gateway")
 
@@ -49,11 +51,16 @@ class Gateway:
         self.runtime = Runtime(config, self.http)
         # §8: the SQL store (usage, stored responses); started in the app's lifespan.
         self.database = Database(database_url(config.settings.database, path))
+        # §6: usage events are queued here and written in batches by a background task.
+        self.usage = UsageLedger.from_settings(self.database, config.settings.usage)
+        prices.configure(config.settings.prices)
 
     def apply(self, config: GatewayConfig) -> None:
         """Serve `config` from now on; requests in flight keep the runtime they started with."""
         self.http.configure(config.settings)
         self.runtime = Runtime(config, self.http, self.runtime.state)
+        self.usage.configure(config.settings.usage)
+        prices.configure(config.settings.prices)
 
 
 def _json(data: object, status: int = 200, headers: dict | None = None) -> Response:
@@ -197,8 +204,10 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette):
         await gateway.database.start()
+        gateway.usage.start()
         yield
         await gateway.http.aclose()
+        await gateway.usage.stop()
         await gateway.database.close()
 
     routes = [

@@ -42,6 +42,29 @@ class Cooldown(BaseModel):
     max_seconds: float = Field(300.0, ge=0)
 
 
+class UsageSettings(BaseModel):
+    """`settings.usage` (§6): how usage events are written. `flush_seconds`: the ledger writes
+    its queue every so often, in batches of at most `batch_max` rows; `queue_max` bounds the
+    events waiting (more are dropped and counted); rows older than `retention_days` days are
+    deleted (0: kept forever)."""
+
+    model_config = ConfigDict(extra="forbid")
+    flush_seconds: float = Field(1.0, gt=0)
+    retention_days: float = Field(90.0, ge=0)
+    queue_max: int = Field(50_000, ge=1)
+    batch_max: int = Field(500, ge=1)
+
+
+class PriceOverride(BaseModel):
+    """One `settings.prices` entry (§6): USD per million tokens. Cached prompt tokens cost
+    `cached_input_per_mtok`, else the input price."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+
+
 class Settings(BaseModel):
     """The optional `settings` block. Times are in seconds."""
 
@@ -55,6 +78,9 @@ class Settings(BaseModel):
     cooldown: Cooldown = Field(default_factory=Cooldown)
     # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
     database: str | None = None
+    # §6: usage ledger and price overrides ({MODEL: {input_per_mtok, output_per_mtok, cached_input_per_mtok}}).
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
 
 class _RawEntry(BaseModel):
