@@ -64,7 +64,7 @@ usage_events = Table(
 )
 
 # Columns of an event row, in the order of `UsageEvent` (besides `time`, stored as `time_ms`).
-EVENT_FIELDS = tuple(c.name for c in usage_events.columns if c.name not in ("id", "time_ms"))
+EVENT_FIELDS = tuple(str(c.name) for c in usage_events.columns if c.name not in ("id", "time_ms"))
 
 
 def row_of(event: UsageEvent) -> dict:
