@@ -52,8 +52,11 @@ def _bad(exc: usage_query.QueryError) -> Response:
 
 
 async def _ready(request: Request):
-    """The gateway's database, with the ledger's queue written first (best effort)."""
+    """The gateway's database, with the ledger's queue written first (best effort; not while
+    the ledger's writes fail, so that a query does not wait on a database that is down)."""
     gateway = request.app.state.gateway
+    if gateway.usage.failing:
+        return gateway.database
     try:
         await gateway.usage.flush()
     except Exception as exc:  # the read below reports the outage

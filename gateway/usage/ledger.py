@@ -149,6 +149,11 @@ class UsageLedger:
         """Events waiting to be written."""
         return len(self._queue)
 
+    @property
+    def failing(self) -> bool:
+        """True from a failed background write until the next one succeeds."""
+        return self._failing
+
     # -- writing ----------------------------------------------------------------------------
 
     async def flush(self) -> int:
