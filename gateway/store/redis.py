@@ -56,6 +56,8 @@ class SharedRedis:
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False, health_check_interval=0
         )
+        # Subscriptions wait for messages as long as it takes: a client of their own, no read timeout.
+        self.subscriber = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, health_check_interval=30)
         self.up = True
         self.failures = 0
         self._probe: asyncio.Task | None = None
@@ -111,3 +113,4 @@ class SharedRedis:
         if self._probe is not None:
             self._probe.cancel()
         await self.client.aclose()
+        await self.subscriber.aclose()
