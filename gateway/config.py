@@ -81,6 +81,8 @@ class Settings(BaseModel):
     # §6: usage ledger and price overrides ({MODEL: {input_per_mtok, output_per_mtok, cached_input_per_mtok}}).
     usage: UsageSettings = Field(default_factory=UsageSettings)
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
+    # §8: shared counters, round-robin positions and cooldowns for N workers / replicas.
+    redis_url: str | None = None
 
 
 class _RawEntry(BaseModel):
