@@ -141,9 +141,11 @@
 
   function expiresCell(expires) {
     if (!expires) return el("span", { class: "dash", text: "never" });
-    const date = new Date(expires);
-    const past = !isNaN(date) && date.getTime() < Date.now();
-    return el("span", { class: past ? "pill pill-expired" : "", text: past ? `expired ${String(expires)}` : String(expires) });
+    const date = typeof expires === "number" ? new Date(expires * 1000) : new Date(expires);
+    if (isNaN(date)) return el("span", { text: String(expires) });
+    const text = date.toISOString().slice(0, 16).replace("T", " ").replace(" 00:00", "") + (date.getUTCHours() || date.getUTCMinutes() ? " UTC" : "");
+    const past = date.getTime() < Date.now();
+    return el("span", { class: past ? "pill pill-expired" : "", title: String(expires), text: past ? `expired ${text}` : text });
   }
 
   function renderTable(data) {
@@ -152,7 +154,7 @@
     for (const [index, entry] of G.entries().entries()) {
       if (entry && !entry.internal && entry.enabled !== false) names.push(G.labelOf(entry, index));
     }
-    if (data.keys) for (const name of data.keys.keys()) names.push(name);
+    if (data.keys) for (const [name, info] of data.keys) if (!info.internal) names.push(name); // router members: only with usage
     for (const row of data.perToken) names.push(row.group);
     const body = $("usage-body");
     body.replaceChildren();
