@@ -235,3 +235,22 @@ def test_table_has_time_and_token_indexes(db_path):
     names, plan = run(go())
     assert {"ix_usage_events_time", "ix_usage_events_token_time"} <= set(names)
     assert "ix_usage_events_token_time" in " ".join(str(p) for p in plan)
+
+
+def test_an_event_the_database_refuses_does_not_hold_up_the_queue(db_path, caplog):
+    async def go():
+        db = database(db_path)
+        await db.start()
+        ledger = UsageLedger(db, batch_max=10)
+        ledger.record(ev(request_id="before"))
+        ledger.record(ev(request_id="bad", prompt_tokens=None))  # NOT NULL column
+        ledger.record(ev(request_id="after"))
+        await ledger.flush()
+        stored = [r.request_id for r in await rows(db)]
+        await db.close()
+        return ledger, stored
+
+    ledger, stored = run(go())
+    assert stored == ["before", "after"]
+    assert (ledger.depth, ledger.rejected, ledger.written, ledger.write_errors) == (0, 1, 2, 0)
+    assert "refused an event of 'alice'" in caplog.text

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from itertools import islice
 
 import orjson
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Table, func, select
 
 from gateway.store import Database, metadata
@@ -84,7 +85,7 @@ def insert_statement(paramstyle: str) -> str:
     `exec_driver_sql`): the compiled-statement path re-processes every parameter of every row
     in Python (~20 µs a row), which the ledger does not need for plain ints, floats, strings
     and booleans. Supported: `qmark` (sqlite3/aiosqlite), `numeric_dollar` (asyncpg),
-    `format`/`pyformat` (psycopg), `numeric`, `named`."""
+    `format`/`pyformat` (psycopg), `numeric`; `named` drivers take the compiled path."""
     n = len(_INSERT_COLUMNS)
     if paramstyle == "qmark":
         marks = ["?"] * n
@@ -108,8 +109,9 @@ class UsageLedger:
     retention deletes; tests pass a fake one.
 
     Counters for `/metrics`: `dropped` (events refused because the queue was full),
-    `written` (rows committed), `write_errors` (failed batch writes); `depth` is the queue's
-    length now.
+    `written` (rows committed), `write_errors` (failed batch writes), `rejected` (events the
+    database refused as invalid, dropped so that they do not hold up the queue); `depth` is the
+    queue's length now.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class UsageLedger:
         self.dropped = 0
         self.written = 0
         self.write_errors = 0
+        self.rejected = 0
         self._queue: deque[UsageEvent] = deque()
         self._lock: asyncio.Lock | None = None
         self._task: asyncio.Task | None = None
@@ -182,7 +185,8 @@ class UsageLedger:
     # -- writing ----------------------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Write everything queued now (in batches of `batch_max`); returns the rows written.
+        """Write everything queued now (in batches of `batch_max`); returns the events taken
+        from the queue (written, or refused by the database as invalid: `rejected`).
 
         A batch leaves the queue only after its transaction committed. Raises the database's
         error when a batch cannot be written (the events stay queued)."""
@@ -193,25 +197,43 @@ class UsageLedger:
             target = len(self._queue)  # what arrives meanwhile waits for the next flush
             while total < target and self._queue:
                 batch = list(islice(self._queue, min(self.batch_max, target - total)))
+                written = len(batch)
                 try:
                     async with self.database.engine.begin() as conn:
                         await self._insert(conn, batch)
+                except (IntegrityError, DataError):
+                    # an event the database refuses (not an outage): write the others one by
+                    # one, so that one bad row never holds up the queue
+                    written = await self._insert_each(batch)
                 except Exception:
                     self.write_errors += 1
                     raise
                 for _ in batch:
                     self._queue.popleft()
                 total += len(batch)
-                self.written += len(batch)
+                self.written += written
             return total
 
     async def _insert(self, conn, batch: list[UsageEvent]) -> None:
         style = conn.dialect.paramstyle
         if style == "named":  # no positional style: the compiled path
-            await conn.execute(usage_events.insert(), [dict(zip(_INSERT_COLUMNS, row_of(e))) for e in batch])
+            rows = [{**dict(zip(_INSERT_COLUMNS, row_of(e))), "extra": e.extra or None} for e in batch]
+            await conn.execute(usage_events.insert(), rows)
             return
         statement = self._statements.get(style) or self._statements.setdefault(style, insert_statement(style))
         await conn.exec_driver_sql(statement, [row_of(e) for e in batch])
+
+    async def _insert_each(self, batch: list[UsageEvent]) -> int:
+        written = 0
+        for event in batch:
+            try:
+                async with self.database.engine.begin() as conn:
+                    await self._insert(conn, [event])
+                written += 1
+            except (IntegrityError, DataError) as exc:
+                self.rejected += 1
+                log.warning("usage: the database refused an event of %r (%s); it is dropped", event.token_name, type(exc.orig or exc).__name__)
+        return written
 
     async def prune(self) -> int:
         """Delete rows older than `retention_days` (by `clock`); returns how many. 0 days: none."""
