@@ -190,3 +190,24 @@ def test_signed_jwt_never_reaches_the_admin_test_or_the_log(fake_zhipu, tmp_path
         log = process.stop()
     assert "chat completion failed: 429" in log and "chat completion failed: 502" in log
     assert jwt_sent not in log and "eyJ" not in log
+
+
+def test_each_refreshed_jwt_is_scrubbed_and_old_ones_are_let_go(monkeypatch):
+    """A JWT is re-signed 30 s before it expires; the scrubber keeps the newest two per entry
+    (the previous one is still valid for those 30 s) and lets older ones go."""
+    import adapters.zhipu as zhipu
+    from gateway.errors import Scrubber
+
+    scrub = Scrubber([API_KEY])
+    token = zhipu.ZhipuToken(API_KEY, lambda signed: scrub.add_derived("zhipu-api#0", signed))
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(zhipu.time, "time", lambda: now[0])
+    signed = []
+    for _ in range(3):
+        signed.append(token())
+        assert token() == signed[-1]  # cached until the refresh point
+        now[0] += zhipu.JWT_TTL_SECONDS - zhipu.JWT_REFRESH_MARGIN_SECONDS
+    assert len(set(signed)) == 3
+    text = scrub(" | ".join(signed))
+    assert text.split(" | ")[1:] == ["***", "***"] and text.split(" | ")[0] == signed[0]
+    assert scrub(f"key {API_KEY}") == "key ***"
