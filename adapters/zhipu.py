@@ -343,7 +343,7 @@ ZHIPU_CODES = ProviderCodes(
     auth=frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1110, 1111, 1112, 1120, 1121, 1220}),
     rate_limit=frozenset({1113, 1302, 1303, 1304, 1305, 1308, 1309, 1310}),
     content_filter=frozenset({1301}),
-    request=dict.fromkeys((1210, 1211, 1212, 1213, 1214, 1215, 1231, 1261)),
+    request={**dict.fromkeys((1210, 1211, 1212, 1213, 1214, 1215, 1231)), 1261: "context_length_exceeded"},  # 1261: prompt too long
 )
 
 

@@ -233,8 +233,8 @@ class Scrubber:
         """Also scrub `value`, a live credential the gateway derived from a configured secret (a
         signed JWT, a signed URL). `source` names what derives it (e.g. the entry); only its last
         `keep` values are kept, since each replaces an older one that is about to expire."""
-        values = [v for v in self._derived.get(source, []) if v != value][-(keep - 1):] if keep > 1 else []
-        self._derived[source] = [*values, value]
+        older = [v for v in self._derived.get(source, []) if v != value]
+        self._derived[source] = (older[-(keep - 1):] if keep > 1 else []) + [value]
         every = self._configured + [v for vs in self._derived.values() for v in vs]
         ordered = sorted({s for s in every if len(s) >= 4}, key=len, reverse=True)
         self._secrets = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None

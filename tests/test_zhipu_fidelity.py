@@ -211,3 +211,10 @@ def test_each_refreshed_jwt_is_scrubbed_and_old_ones_are_let_go(monkeypatch):
     text = scrub(" | ".join(signed))
     assert text.split(" | ")[1:] == ["***", "***"] and text.split(" | ")[0] == signed[0]
     assert scrub(f"key {API_KEY}") == "key ***"
+
+
+def test_prompt_too_long_is_context_length_exceeded(gateway):
+    """GLM's 1261 ("Prompt 超长") gets OpenAI's code, which clients trim or summarise on (row 17)."""
+    with pytest.raises(openai.BadRequestError) as info:
+        client(gateway).chat.completions.create(model="error-1261", messages=MESSAGES)
+    assert info.value.body["code"] == "context_length_exceeded"
