@@ -408,8 +408,9 @@ def test_stream_translator_tool_call_without_argument_fragments():
     ]
     chunks = [c for e in events for c in translator.feed(sse(e))] + translator.finish()
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
-    assert deltas[1]["tool_calls"][0] == {"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "get_time", "arguments": ""}}
-    assert deltas[2]["tool_calls"][0] == {"index": 0, "function": {"arguments": "{}"}}
+    assert deltas[1] == {"reasoning_content": "hmm"}
+    assert deltas[2]["tool_calls"][0] == {"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "get_time", "arguments": ""}}
+    assert deltas[3]["tool_calls"][0] == {"index": 0, "function": {"arguments": "{}"}}
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}
     assert all(c["id"] == "msg_1" for c in chunks)
