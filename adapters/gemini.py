@@ -15,19 +15,21 @@ The mapping, OpenAI Chat Completions on the left, Gemini on the right:
 |------------------------------------------|---------------------------------------------------------|
 | `system` / `developer` messages          | `systemInstruction.parts[].text`                        |
 | `user` / `assistant` roles               | `contents[].role` `user` / `model` (runs of one role merged) |
-| text part, `image_url` (data URL / URL)  | `{text}`, `{inlineData: {mimeType, data}}` / `{fileData: {mimeType, fileUri}}` |
-| assistant `tool_calls[]`                 | `model` `functionCall` parts `{name, args}`             |
-| `tool` message (by `tool_call_id`)       | `user` `functionResponse` part `{name, response}`       |
+| text part, `image_url` (data URL / URL)  | `{text}`, `{inlineData: {mimeType, data}}` / `{fileData: {mimeType, fileUri}}` (https URLs of a known MIME type, `gs://`, Files API; others 400) |
+| assistant `tool_calls[]`                 | `model` `functionCall` parts `{id?, name, args}` + `thoughtSignature` (from the id) |
+| `tool` message (by `tool_call_id`)       | `user` `functionResponse` part `{id?, name, response}`  |
 | `tools[].function`                       | `tools[].functionDeclarations[]` (`parametersJsonSchema`) |
 | `tool_choice`                            | `toolConfig.functionCallingConfig` (`AUTO`/`NONE`/`ANY`, `allowedFunctionNames`) |
-| sampling fields (`GENERATION_CONFIG`)    | `generationConfig.*`                                    |
+| sampling fields (`GENERATION_CONFIG`)    | `generationConfig.*` (penalties only on 1.x / 2.0: 2.5+ refuse them) |
+| `reasoning_effort`                       | `generationConfig.thinkingConfig` (`thinkingBudget` on 2.5, `thinkingLevel` on 3; `includeThoughts`) |
+| `message.reasoning_content`, `delta.reasoning_content` | thought parts (`thought: true`)         |
 | `choices[]` / `finish_reason`            | `candidates[]` / `finishReason` (`FINISH_REASONS`)      |
 | `usage`                                  | `usageMetadata` (thoughts count as completion tokens)   |
 
-Gemini has no tool call ids, so the gateway makes them (`call_...`). When a `functionCall`
-part carries a `thoughtSignature` (Gemini 2.5+ thinking models; Gemini 3 requires it back on
-the next turn), the signature rides in the id after `__ts__` and is restored when the client
-sends the assistant message back.
+Tool call ids carry Gemini's own `functionCall.id` (`gcall_<id>`, else a fresh `call_<hex>`)
+and its `thoughtSignature` (after `__ts__`), restored when the client sends the assistant
+message back: see `adapters/gemini_request.py`, where the request converters live too.
+An over-long prompt's 400 gets the code `context_length_exceeded`.
 """
 
 from __future__ import annotations
