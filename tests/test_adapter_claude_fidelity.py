@@ -277,3 +277,13 @@ def test_unknown_fields_still_not_sent(gateway, upstream):
     assert response.status_code == 200, response.text
     assert set(fake.recorder.last.body) == {"model", "max_tokens", "messages", "thinking"}
     assert response.json()["usage"]["prompt_tokens"] == INPUT_TOKENS
+
+
+@pytest.mark.parametrize("model", ["claude-opus-4-7", "claude-sonnet-5"])
+def test_sampling_fields_are_left_out_where_the_model_removed_them(client, upstream, model):
+    fake, _ = upstream
+    completion = client.chat.completions.create(model=model, messages=[user("x")], temperature=0.3, top_p=0.9, extra_body={"top_k": 5})
+    assert completion.choices[0].message.content == "Echo: x"
+    assert not {"temperature", "top_p", "top_k"} & set(fake.recorder.last.body)
+    client.chat.completions.create(model="claude-opus-4-6", messages=[user("x")], temperature=0.3)
+    assert fake.recorder.last.body["temperature"] == 0.3

@@ -176,3 +176,12 @@ def test_fake_thinking_blocks_and_refusals(client):
 
 def test_fake_prompt_too_long(client):
     _bad(client, "prompt is too long", model="too-long", messages=[{"role": "user", "content": "x"}])
+
+
+def test_fake_refuses_sampling_on_models_that_removed_it(client):
+    hi = [{"role": "user", "content": "hi"}]
+    for model in ("claude-opus-4-7", "claude-sonnet-5"):
+        _bad(client, "deprecated for this model", model=model, messages=hi, extra_body={"temperature": 0.3})
+        _bad(client, "deprecated for this model", model=model, messages=hi, extra_body={"top_p": 0.9})
+        assert client.messages.create(model=model, max_tokens=10, messages=hi).content[0].text == "Echo: hi"
+    assert client.messages.create(model="claude-opus-4-6", max_tokens=10, messages=hi, extra_body={"temperature": 0.3}).content

@@ -22,6 +22,8 @@ sources. Also, each with its source:
   with trailing whitespace`: LibreChat-AI/agents PR #124, vercel/ai PR #2124);
 - `tool_use` / `tool_result` blocks without `tools` (anthropics/anthropic-sdk-python#494);
 - whitespace-only stop sequences (BerriAI/litellm#3286);
+- any of `temperature` / `top_p` / `top_k` on Claude Opus 4.7+ and 5.x models ("`temperature` is
+  deprecated for this model": oumi-ai/oumi PR #2538 with live calls, BerriAI/litellm PR #37868);
 - base64 documents other than PDF; plain-text sources other than `text/plain`
   (`base64_pdf_source_param.py`, `plain_text_source_param.py`);
 - `thinking` with a budget under 1024 or not below `max_tokens`, with `temperature` / `top_k`, or
@@ -169,6 +171,10 @@ def validate(body) -> None:
         raise InvalidRequest("stop_sequences: Input should be a valid list")
     if any(not str(s).strip() for s in body.get("stop_sequences") or []):
         raise InvalidRequest("stop_sequences: each stop sequence must contain non-whitespace")
+    if re.search(r"opus-4-[7-9]|-(opus|sonnet|haiku)-[5-9]", body["model"]):
+        for name in ("temperature", "top_p", "top_k"):
+            if name in body:
+                raise InvalidRequest(f"`{name}` is deprecated for this model.")
     temperature = body.get("temperature")
     if temperature is not None and not 0 <= temperature <= 1:
         raise InvalidRequest("temperature: range: 0..1")
