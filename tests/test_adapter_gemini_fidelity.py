@@ -4,7 +4,6 @@ URLs, the token-limit error, and a Gemini tool call continued on Claude. Driven 
 official `openai` client through the gateway in front of the fakes (which refuse what the real
 APIs refuse: tests/test_fake_gemini.py, tests/test_fake_anthropic.py)."""
 
-import json
 
 import openai
 import pytest
