@@ -37,7 +37,9 @@ forwarded as is, because the API rejects fields it does not know (`n`, `seed`, p
     tool_choice auto|none|required|{function}   tool_choice auto|none|any|{tool, name}
     parallel_tool_calls=false                   tool_choice.disable_parallel_tool_use=true
     response_format json_schema                 output_config.format json_schema
-    response_format json_object                 an instruction appended to system
+    response_format json_object                 a forced tool `json_response` whose input is the
+                                                  answer (with tools or thinking: an instruction
+                                                  appended to system)
     stream                                      stream
 
     Anthropic Messages response                 OpenAI chat completion
@@ -91,6 +93,7 @@ FINISH_REASONS: dict[str | None, str] = {
 
 # Anthropic's over-long prompt errors (400 invalid_request_error): `prompt is too long: N tokens >
 # M maximum`, and the older `input length and `max_tokens` exceed context limit: N + M > L`.
+JSON_TOOL_NAME = req.JSON_TOOL["name"]
 CONTEXT_LENGTH_ERROR = re.compile(r"prompt is too long|exceed context limit", re.IGNORECASE)
 
 # Anthropic error `type` → the HTTP status the API uses for it (for `error` events mid-stream).
@@ -174,13 +177,17 @@ class ClaudeStream(StreamTranslator):
     and redacted thinking are not sent); a `tool_use` block → a `tool_calls` delta with `index`, `id`, `type` and
     `name`, then its `input_json_delta` fragments as `arguments` deltas; `message_delta` → the
     chunk carrying `finish_reason`; `error` → GatewayError; `ping` and unknown events → nothing.
+    With `json_tool`, the `json_response` tool's argument fragments are `content` deltas instead
+    (`response_format: json_object`, see `claude_request.JSON_TOOL`), and it finishes as `stop`.
     `finish` gives the usage chunk; a stream that ended before its `stop_reason` raises 502.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, json_tool: bool = False) -> None:
         self.chunks = oai.ChunkBuilder(model)
         self.usage: dict[str, Any] = {}
-        self.tools: dict[int, dict[str, Any]] = {}  # content block index → {index, input, sent}
+        self.tools: dict[int, dict[str, Any]] = {}  # content block index → {index, input, sent, json}
+        self.json_tool = json_tool
+        self.calls = 0
         self.finished = False
 
     def feed(self, event: ServerSentEvent) -> list[dict[str, Any]]:
@@ -213,13 +220,19 @@ class ClaudeStream(StreamTranslator):
             return [self.chunks.chunk({"reasoning_content": block["thinking"]})] if block.get("thinking") else []
         if block.get("type") != "tool_use":
             return []  # redacted thinking and server-tool blocks have no OpenAI counterpart
-        index = len(self.tools)
-        self.tools[data.get("index", index)] = {"index": index, "input": block.get("input"), "sent": False}
+        if self.json_tool and block.get("name") == JSON_TOOL_NAME:  # its input is the answer's content
+            self.tools[data.get("index", -1)] = {"input": block.get("input"), "sent": False, "json": True}
+            return []
+        index = self.calls
+        self.calls += 1
+        self.tools[data.get("index", index)] = {"index": index, "input": block.get("input"), "sent": False, "json": False}
         call = oai.tool_call(block.get("id", ""), block.get("name", ""), "", index)
         return [self.chunks.chunk({"tool_calls": [call]})]
 
     def _arguments_chunk(self, tool: dict, fragment: str) -> dict:
         tool["sent"] = True
+        if tool["json"]:
+            return self.chunks.chunk({"content": fragment})
         return self.chunks.chunk({"tool_calls": [{"index": tool["index"], "function": {"arguments": fragment}}]})
 
     def _on_content_block_delta(self, data: dict) -> list[dict]:
@@ -246,7 +259,8 @@ class ClaudeStream(StreamTranslator):
         if stop_reason is None or self.finished:
             return []
         self.finished = True
-        return [self.chunks.chunk({}, finish_reason(stop_reason))]
+        reason = finish_reason(stop_reason)
+        return [self.chunks.chunk({}, "stop" if reason == "tool_calls" and not self.calls else reason)]
 
     def _on_error(self, data: dict) -> list[dict]:
         raise upstream_error_event(data.get("error"))
@@ -290,8 +304,6 @@ class ClaudeAdapter(HTTPAdapter):
             raise invalid_request("A claude upstream answers with one choice only; 'n' must be 1.", param="n")
         model = body.get("model")
         system, messages = req.translate_messages(body["messages"])
-        if (body.get("response_format") or {}).get("type") == "json_object":
-            system = f"{system}\n\n{req.JSON_OBJECT_INSTRUCTION}" if system else req.JSON_OBJECT_INSTRUCTION
         requested_max = body.get("max_completion_tokens") or body.get("max_tokens")
         thinking, effort, max_tokens = req.thinking(body.get("reasoning_effort"), model, requested_max or DEFAULT_MAX_TOKENS, bool(requested_max))
         choice = req.tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls")) if body.get("tools") else None
@@ -322,6 +334,11 @@ class ClaudeAdapter(HTTPAdapter):
             out["tools"], choice = stubs, {"type": "none"}
         if "tools" in out and choice:
             out["tool_choice"] = choice
+        if (body.get("response_format") or {}).get("type") == "json_object":
+            if "tools" not in out and not (thinking and thinking["type"] != "disabled"):
+                out["tools"], out["tool_choice"] = [req.JSON_TOOL], {"type": "tool", "name": req.JSON_TOOL["name"]}
+            else:  # a forced tool would replace the client's tools, and thinking refuses one
+                out["system"] = f"{system}\n\n{req.JSON_OBJECT_INSTRUCTION}" if system else req.JSON_OBJECT_INSTRUCTION
         if thinking:
             out["thinking"] = thinking
         if effort:
@@ -334,6 +351,7 @@ class ClaudeAdapter(HTTPAdapter):
         """A `chat.completion` from an Anthropic `message`. Raises 502 when it is not one."""
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise from_upstream_status(502, "the upstream's answer is not an Anthropic message")
+        json_tool = req.answers_with_json_tool(request.body)
         texts: list[str] = []
         thoughts: list[str] = []
         calls: list[dict] = []
@@ -342,19 +360,22 @@ class ClaudeAdapter(HTTPAdapter):
                 texts.append(block.get("text") or "")
             elif block.get("type") == "thinking":
                 thoughts.append(block.get("thinking") or "")
+            elif block.get("type") == "tool_use" and json_tool and block.get("name") == req.JSON_TOOL["name"]:
+                texts = [_arguments(block.get("input"))]  # the JSON object is the answer
             elif block.get("type") == "tool_use":
                 calls.append(oai.tool_call(block.get("id", ""), block.get("name", ""), _arguments(block.get("input"))))
         content = "".join(texts) if texts or not calls else None
         message = oai.message(content, calls)
         if any(thoughts):
             message["reasoning_content"] = "".join(thoughts)
-        choice = oai.choice(0, message, finish_reason(data.get("stop_reason")))
+        reason = finish_reason(data.get("stop_reason"))
+        choice = oai.choice(0, message, "stop" if reason == "tool_calls" and not calls else reason)
         return oai.chat_completion(
             data.get("model") or self.model_for(request), [choice], translate_usage(data.get("usage")), id_=data.get("id")
         )
 
     def stream_translator(self, request: ChatRequest) -> ClaudeStream:
-        return ClaudeStream(self.model_for(request) or "")
+        return ClaudeStream(self.model_for(request) or "", json_tool=req.answers_with_json_tool(request.body))
 
     def translate_error(self, status: int, body: bytes, headers: Any) -> GatewayError:
         return translate_error(status, error_message_from_body(body), parse_retry_after(headers.get("retry-after")))

@@ -13,7 +13,9 @@ rewrites that keep a request valid where Anthropic is stricter than OpenAI:
 - a history with tool calls but no `tools` gets stub tools named after the calls, with
   `tool_choice: none` (the API refuses tool blocks without `tools`);
 - `response_format: json_object` (no Anthropic counterpart: structured outputs need a strict
-  schema) becomes an instruction in `system`;
+  schema, where a bare `{"type": "object"}` would allow only `{}`) becomes a forced tool whose
+  input is the JSON object (`JSON_TOOL`), or, when the request has tools or thinking, which
+  forbid forcing one, an instruction in `system`;
 - `reasoning_effort` becomes `thinking` (and `output_config.effort` on adaptive models).
 """
 
@@ -37,6 +39,10 @@ THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384,
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "max"}
 MIN_THINKING_BUDGET = 1024
 JSON_OBJECT_INSTRUCTION = "Respond with one valid JSON object only: no prose before or after it, no code fences."
+# The tool `response_format: json_object` is answered through: its `input` is the client's
+# JSON object (Anthropic's tool inputs are always parsed JSON objects).
+JSON_TOOL = {"name": "json_response", "description": "Give the complete answer as one JSON object.",
+             "input_schema": {"type": "object"}}
 STUB_TOOL_DESCRIPTION = "No longer available: do not call it."
 
 _MODEL_VERSION = re.compile(r"claude-(?:(?P<old>\d)(?:-\d)?-(?P<old_family>opus|sonnet|haiku)|(?P<family>opus|sonnet|haiku)-(?P<major>\d+)(?:-(?P<minor>\d{1,2})(?!\d))?)")
@@ -146,7 +152,7 @@ def _output_config(response_format: dict) -> dict | None:
     """OpenAI `response_format` → Anthropic `output_config.format` (structured outputs).
 
     `{type: json_schema, json_schema: {schema}}` → `{format: {type: json_schema, schema}}`;
-    `text` and `json_object` send nothing here (`json_object` is an instruction in `system`).
+    `text` and `json_object` send nothing here (see `JSON_TOOL`).
     """
     if response_format.get("type") != "json_schema":
         return None
@@ -168,6 +174,14 @@ REQUEST_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "tools": ("tools", _tools),
     "response_format": ("output_config", _output_config),
 }
+
+def answers_with_json_tool(body: dict) -> bool:
+    """True when a `tool_use` of `JSON_TOOL`'s name in the answer is the JSON object the client
+    asked for with `response_format: json_object` (and not a tool of its own)."""
+    return (body.get("response_format") or {}).get("type") == "json_object" and not any(
+        isinstance(t, dict) and (t.get("function") or {}).get("name") == JSON_TOOL["name"] for t in body.get("tools") or []
+    )
+
 
 _DATA_URL = re.compile(r"^data:(?P<media_type>[\w.+-]+/[\w.+-]+)(?:;[\w.+-]+=[\w.+-]+)*;base64,(?P<data>.*)$", re.DOTALL)
 

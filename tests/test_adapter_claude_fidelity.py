@@ -167,13 +167,38 @@ def test_tool_history_without_tools_gets_stub_tools(client, upstream, stream):
 # -- row 11: response_format json_object ------------------------------------------------------
 
 
-def test_json_object_asks_for_json_in_the_system_prompt(client, upstream):
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_object_is_answered_through_a_forced_tool(client, upstream, stream):
     fake, _ = upstream
-    client.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "system", "content": "Be terse."}, user("list")],
-                                   response_format={"type": "json_object"})
+    result = client.chat.completions.create(model="claude-sonnet-4-5", messages=[user("weather as JSON")], stream=stream,
+                                            response_format={"type": "json_object"})
+    if stream:
+        chunks = list(result)
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert not any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
+        reason = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        content, reason = result.choices[0].message.content, [result.choices[0].finish_reason]
+        assert result.choices[0].message.tool_calls is None
+    assert json.loads(content) == {"city": "Paris"} and reason == ["stop"]
+    body = fake.recorder.last.body
+    assert body["tools"] == [{"name": "json_response", "description": "Give the complete answer as one JSON object.",
+                              "input_schema": {"type": "object"}}]
+    assert body["tool_choice"] == {"type": "tool", "name": "json_response"} and "output_config" not in body
+
+
+def test_json_object_with_tools_or_thinking_asks_in_the_system_prompt(client, upstream):
+    fake, _ = upstream
+    completion = client.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "system", "content": "Be terse."}, user("list")],
+                                                response_format={"type": "json_object"}, tools=TOOLS)
     body = fake.recorder.last.body
     assert body["system"].startswith("Be terse.\n\n") and "JSON object" in body["system"]
-    assert "output_config" not in body
+    assert [t["name"] for t in body["tools"]] == ["get_weather"]
+    assert completion.choices[0].message.tool_calls[0].function.name == "get_weather"
+    client.chat.completions.create(model="claude-sonnet-4-5", messages=[user("list")], response_format={"type": "json_object"},
+                                   reasoning_effort="low")
+    body = fake.recorder.last.body
+    assert "JSON object" in body["system"] and "tools" not in body and body["thinking"]["type"] == "enabled"
 
 
 # -- row 16: documents ------------------------------------------------------------------------

@@ -34,8 +34,8 @@ sources. Also, each with its source:
 The request's `model` picks a scenario, so one fake serves many tests at once:
 
 - any model: answers `Echo: <last user text>` (images count as `[image]`); with `tools` (and a
-  `tool_choice` other than `none`), says `Let me check.` and calls the chosen (else the first)
-  tool with `{"city": "Paris"}`; when the last user turn carries `tool_result` blocks, answers
+  `tool_choice` other than `none`), says `Let me check.` (only with `auto`: a forced tool comes
+  alone) and calls the chosen (else the first) tool with `{"city": "Paris"}`; when the last user turn carries `tool_result` blocks, answers
   `Tool said: <their text>`. The answer is cut at the first `stop_sequences` hit
   (`stop_sequence`) or after `max_tokens` words (`max_tokens`).
 - `status-NNN`: HTTP NNN with the error type Anthropic uses for it (429 adds `retry-after: 7`).
@@ -337,7 +337,8 @@ class FakeAnthropic:
             content.append({"type": "text", "text": "Tool said: " + " ".join(_text_of_blocks(r.get("content")) for r in results)})
         elif tools and choice["type"] != "none":
             name = choice.get("name") or tools[0]["name"]
-            content.append({"type": "text", "text": "Let me check."})
+            if choice["type"] == "auto":  # a forced tool comes without text before it (tool use docs:
+                content.append({"type": "text", "text": "Let me check."})  # "will not emit a chain-of-thought text")
             content.append({"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": {"city": "Paris"}})
             stop_reason = "tool_use"
         else:
