@@ -26,6 +26,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from gateway import openai_format as oai
@@ -48,6 +49,7 @@ STUB_TOOL_DESCRIPTION = "No longer available: do not call it."
 _MODEL_VERSION = re.compile(r"claude-(?:(?P<old>\d)(?:-\d)?-(?P<old_family>opus|sonnet|haiku)|(?P<family>opus|sonnet|haiku)-(?P<major>\d+)(?:-(?P<minor>\d{1,2})(?!\d))?)")
 
 
+@lru_cache(maxsize=256)
 def model_generation(model: str | None) -> tuple[str, int, int] | None:
     """(family, major, minor) of a Claude model id (`claude-sonnet-4-5` → `("sonnet", 4, 5)`,
     `claude-3-7-sonnet-latest` → `("sonnet", 3, 0)`); None for a name that is not of that form."""

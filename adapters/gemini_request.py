@@ -29,6 +29,7 @@ import base64
 import mimetypes
 import re
 import uuid
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -73,6 +74,7 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*),(?P<data>.
 _GENERATION = re.compile(r"gemini-(\d+)(?:\.(\d+))?")
 
 
+@lru_cache(maxsize=256)
 def model_generation(model: str) -> tuple[int, int] | None:
     """(major, minor) of a Gemini model id (`gemini-2.5-flash` → (2, 5)); None when not of that form."""
     match = _GENERATION.search(model)
