@@ -320,13 +320,13 @@ class ClaudeAdapter(HTTPAdapter):
             # Claude 4.5+ models refuse both; keep the one the client set (temperature if both).
             client_set_top_p_only = request.body.get("top_p") is not None and request.body.get("temperature") is None
             body.pop("temperature" if client_set_top_p_only else "top_p")
-        if req.refuses_sampling(model):
-            body.pop("temperature", None), body.pop("top_p", None), body.pop("top_k", None)
-        elif thinking and thinking["type"] != "disabled":
-            # thinking takes no temperature or top_k, and a top_p of 0.95..1 only (extended thinking docs)
-            body.pop("temperature", None), body.pop("top_k", None)
-            if (body.get("top_p") or 1) < 0.95:
-                body.pop("top_p")
+        thinking_on = bool(thinking) and thinking["type"] != "disabled"
+        if req.refuses_sampling(model) or thinking_on:
+            # Opus 4.7+ / 5.x refuse all three; thinking takes no temperature or top_k, and a
+            # top_p of 0.95..1 only (extended thinking docs)
+            keep_top_p = thinking_on and not req.refuses_sampling(model) and (body.get("top_p") or 1) >= 0.95
+            for name in ("temperature", "top_k") if keep_top_p else ("temperature", "top_k", "top_p"):
+                body.pop(name, None)
         for name, (anthropic_name, convert) in req.REQUEST_FIELDS.items():
             if body.get(name) is not None and (value := convert(body[name])) is not None:
                 out[anthropic_name] = value
@@ -335,7 +335,7 @@ class ClaudeAdapter(HTTPAdapter):
         if "tools" in out and choice:
             out["tool_choice"] = choice
         if (body.get("response_format") or {}).get("type") == "json_object":
-            if "tools" not in out and not (thinking and thinking["type"] != "disabled"):
+            if "tools" not in out and not thinking_on:
                 out["tools"], out["tool_choice"] = [req.JSON_TOOL], {"type": "tool", "name": req.JSON_TOOL["name"]}
             else:  # a forced tool would replace the client's tools, and thinking refuses one
                 out["system"] = f"{system}\n\n{req.JSON_OBJECT_INSTRUCTION}" if system else req.JSON_OBJECT_INSTRUCTION

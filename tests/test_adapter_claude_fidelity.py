@@ -312,3 +312,12 @@ def test_sampling_fields_are_left_out_where_the_model_removed_them(client, upstr
     assert not {"temperature", "top_p", "top_k"} & set(fake.recorder.last.body)
     client.chat.completions.create(model="claude-opus-4-6", messages=[user("x")], temperature=0.3)
     assert fake.recorder.last.body["temperature"] == 0.3
+
+
+def test_thinking_keeps_only_a_top_p_it_accepts(client, upstream):
+    fake, _ = upstream
+    client.chat.completions.create(model="claude-sonnet-4-5", messages=[user("x")], reasoning_effort="low", top_p=0.97, extra_body={"top_k": 3})
+    body = fake.recorder.last.body
+    assert body["top_p"] == 0.97 and "top_k" not in body
+    client.chat.completions.create(model="claude-sonnet-4-5", messages=[user("x")], reasoning_effort="low", top_p=0.5)
+    assert "top_p" not in fake.recorder.last.body

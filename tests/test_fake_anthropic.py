@@ -170,6 +170,9 @@ def test_fake_thinking_blocks_and_refusals(client):
     _bad(client, "budget_tokens", max_tokens=2000, messages=hi, thinking={"type": "enabled", "budget_tokens": 500})
     _bad(client, "max_tokens", max_tokens=1024, messages=hi, thinking={"type": "enabled", "budget_tokens": 1024})
     _bad(client, "temperature", max_tokens=2000, messages=hi, thinking={"type": "adaptive"}, extra_body={"temperature": 0.5})
+    _bad(client, "top_p", max_tokens=2000, messages=hi, thinking={"type": "adaptive"}, extra_body={"top_p": 0.5})
+    assert client.messages.create(model="claude-sonnet-4-5", max_tokens=2000, messages=hi, thinking={"type": "adaptive"},
+                                  extra_body={"top_p": 0.97}).content[1].text == "Echo: hi"
     _bad(client, "tool_choice", max_tokens=2000, messages=hi, thinking={"type": "adaptive"}, tools=TOOLS, tool_choice={"type": "any"})
     _bad(client, "effort", messages=hi, output_config={"effort": "extreme"})
 

@@ -28,8 +28,8 @@ sources. Also, each with its source:
   (`base64_pdf_source_param.py`, `plain_text_source_param.py`);
 - `thinking` with a budget under 1024 or not below `max_tokens`, with `temperature` / `top_k`, or
   with a forced `tool_choice` (`thinking_config_enabled_param.py`; extended-thinking docs:
-  "Thinking isn't compatible with temperature or top_k modifications ... only supports
-  tool_choice auto or none"); an `output_config.effort` outside low..max (`output_config_param.py`).
+  "Thinking isn't compatible with temperature or top_k modifications ... you can set top_p to
+  values between 1 and 0.95 ... only supports tool_choice auto or none"); an `output_config.effort` outside low..max (`output_config_param.py`).
 
 The request's `model` picks a scenario, so one fake serves many tests at once:
 
@@ -253,6 +253,8 @@ def _check_thinking(body: dict) -> None:
             raise InvalidRequest("`temperature` may only be set to 1 when thinking is enabled")
         if body.get("top_k") is not None:
             raise InvalidRequest("`top_k` is not compatible with thinking")
+        if body.get("top_p") is not None and not 0.95 <= body["top_p"] <= 1:
+            raise InvalidRequest("`top_p` must be between 0.95 and 1 when thinking is enabled")
         if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
             raise InvalidRequest("Thinking may not be enabled when tool_choice forces tool use.")
 
