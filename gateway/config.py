@@ -53,6 +53,15 @@ class Settings(BaseModel):
     stream_idle_timeout: float = Field(120.0, gt=0)
     log_level: str = "info"
     cooldown: Cooldown = Field(default_factory=Cooldown)
+    # Limits and hardening (README): request size, connection limits, forwarded headers.
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_json_containers: int = Field(100_000, ge=100)
+    max_header_bytes: int = Field(65536, ge=1024)
+    header_timeout: float = Field(10.0, gt=0)
+    body_timeout: float = Field(60.0, gt=0)
+    keep_alive_timeout: float = Field(5.0, gt=0)
+    max_connections: int | None = Field(None, ge=1)
+    trusted_proxies: list[str] = Field(default_factory=list)
     # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
     database: str | None = None
 
