@@ -156,7 +156,7 @@ def _model_object(model_id: str, owner: str) -> dict:
 
 async def _models_of(request: Request) -> tuple[Runtime, list[dict]]:
     runtime: Runtime = request.app.state.gateway.runtime
-    adapter = runtime.authenticate(presented_token(request.headers))
+    adapter = runtime.authenticate(presented_token(auth_headers(request.scope["headers"])))
     ids = await adapter.list_models()
     return runtime, [_model_object(m, adapter.type_name) for m in dict.fromkeys(ids)]
 

@@ -25,11 +25,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway import registry
 
 log = logging.getLogger("gateway.config")
+
+
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _visible_ascii(value: str | None) -> str | None:
+    """Tokens travel in HTTP headers: printable ASCII without spaces only (a non-ASCII token
+    could never be presented by a normal client; CR/LF would split headers)."""
+    if value is not None and not _VISIBLE_ASCII.fullmatch(value):
+        raise ValueError("must be visible ASCII characters only (no spaces, control or non-ASCII characters)")
+    return value
+
+
+def _no_control(value: str | None) -> str | None:
+    """Names reach response headers and log lines: no control characters (CR, LF, NUL...)."""
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("must not contain control characters (CR, LF, tab, NUL...)")
+    return value
 
 
 class Cooldown(BaseModel):
@@ -65,6 +84,8 @@ class Settings(BaseModel):
     # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
     database: str | None = None
 
+    _admin_token = field_validator("admin_token")(_visible_ascii)
+
 
 class _RawEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -74,6 +95,9 @@ class _RawEntry(BaseModel):
     enabled: bool = True
     internal: bool = False
     config: dict[str, Any] = Field(default_factory=dict)
+
+    _token = field_validator("token")(_visible_ascii)
+    _name = field_validator("name")(_no_control)
 
 
 @dataclass(frozen=True, slots=True)
