@@ -74,7 +74,8 @@ class Settings(BaseModel):
     cooldown: Cooldown = Field(default_factory=Cooldown)
     # Limits and hardening (README): request size, connection limits, forwarded headers.
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_json_containers: int = Field(100_000, ge=100)
+    max_json_containers: int = Field(50_000, ge=100)
+    max_json_values: int = Field(500_000, ge=100)
     max_header_bytes: int = Field(65536, ge=1024)
     header_timeout: float = Field(10.0, gt=0)
     body_timeout: float = Field(60.0, gt=0)

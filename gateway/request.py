@@ -108,19 +108,25 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
 
 
 async def parse_large_chat_request(raw: bytes, settings) -> ChatRequest:
-    """`parse_chat_request` for a body of `OFFLOAD_BYTES` or more: refused with 413
-    `request_too_complex` when it holds more than `settings.max_json_containers` objects and
-    arrays (counted on the bytes, strings included: an over-estimate), else parsed in a thread
-    so the event loop keeps serving."""
+    """`parse_chat_request` for a body of `OFFLOAD_BYTES` or more, in a worker thread so the
+    event loop keeps serving. Refused first with 413 `request_too_complex` when it holds more
+    than `settings.max_json_containers` objects and arrays, or more than
+    `settings.max_json_values` values (counted on the bytes as `{`, `[` and `,`, strings
+    included: an over-estimate that costs milliseconds)."""
+    return await asyncio.to_thread(_parse_large, raw, settings.max_json_containers, settings.max_json_values)
+
+
+def _parse_large(raw: bytes, max_containers: int, max_values: int) -> ChatRequest:
     containers = raw.count(b"{") + raw.count(b"[")
-    if containers > settings.max_json_containers:
+    values = containers + raw.count(b",")
+    if containers > max_containers or values > max_values:
         raise GatewayError(
             413,
-            f"The request body has too many JSON objects and arrays ({containers}; at most "
-            f"{settings.max_json_containers}, settings.max_json_containers).",
+            f"The request body has too many JSON values ({containers} objects and arrays, at most {max_containers}: "
+            f"settings.max_json_containers; about {values} values, at most {max_values}: settings.max_json_values).",
             code="request_too_complex",
         )
-    return await asyncio.to_thread(parse_chat_request, raw)
+    return parse_chat_request(raw)
 
 
 # -- the schema checks (plain code over the parsed dict: this runs on every request) ---------
