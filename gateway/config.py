@@ -84,6 +84,8 @@ class Settings(BaseModel):
     trusted_proxies: list[str] = Field(default_factory=list)
     # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
     database: str | None = None
+    # §8: shared counters, round-robin positions and cooldowns for N workers / replicas.
+    redis_url: str | None = None
 
     _admin_token = field_validator("admin_token")(_visible_ascii)
 
