@@ -103,7 +103,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         for i, item in enumerate(body["stop"]):
             _want(item, str, f"stop[{i}]")
     if body.get("stream_options") is not None:
-        _optional(body["stream_options"], "include_usage", bool, "stream_options")
+        _fields(body["stream_options"], "stream_options", (), (("include_usage", bool),))
     return ChatRequest.from_body(body, raw)
 
 
@@ -130,6 +130,8 @@ def _parse_large(raw: bytes, max_containers: int, max_values: int) -> ChatReques
 
 
 # -- the schema checks (plain code over the parsed dict: this runs on every request) ---------
+# The common case is checked inline with isinstance; a field's path (`param`) is only built
+# when it is wrong.
 
 
 def _kind(value: Any) -> str:
@@ -138,27 +140,35 @@ def _kind(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def _ok(value: Any, expected: type) -> bool:
+    return isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+
+
+def _wrong(value: Any, expected: type, param: str) -> GatewayError:
+    if value is None:
+        return invalid_request(f"Missing required parameter: '{param}'.", param=param)
+    return invalid_request(
+        f"Invalid type for '{param}': expected {_TYPE_NAMES.get(expected, expected.__name__)}, but got {_kind(value)} instead.",
+        param=param,
+    )
+
+
 def _want(value: Any, expected: type, param: str) -> None:
     """Refuse `value` unless it is an instance of `expected` (a bool is not an integer)."""
-    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-        raise invalid_request(
-            f"Invalid type for '{param}': expected {_TYPE_NAMES.get(expected, expected.__name__)}, but got {_kind(value)} instead.",
-            param=param,
-        )
+    if not _ok(value, expected):
+        raise _wrong(value, expected, param)
 
 
-def _optional(obj: dict, key: str, expected: type, where: str) -> None:
-    value = obj.get(key)
-    if value is not None:
-        _want(value, expected, f"{where}.{key}")
-
-
-def _required(obj: dict, key: str, expected: type, where: str) -> Any:
-    value = obj.get(key)
-    if value is None:
-        raise invalid_request(f"Missing required parameter: '{where}.{key}'.", param=f"{where}.{key}")
-    _want(value, expected, f"{where}.{key}")
-    return value
+def _fields(obj: dict, where: str, required: tuple[tuple[str, type], ...] = (), optional: tuple[tuple[str, type], ...] = ()) -> None:
+    """Check `obj`'s required and optional (None allowed) members by type."""
+    for key, expected in required:
+        value = obj.get(key)
+        if not _ok(value, expected):
+            raise _wrong(value, expected, f"{where}.{key}")
+    for key, expected in optional:
+        value = obj.get(key)
+        if value is not None and not _ok(value, expected):
+            raise _wrong(value, expected, f"{where}.{key}")
 
 
 def _check_messages(messages: Any) -> None:
@@ -177,93 +187,103 @@ def _check_messages(messages: Any) -> None:
             )
         content = message.get("content")
         if isinstance(content, list):
-            _check_parts(content, f"messages[{i}].content")
+            _check_parts(content, i)
         elif content is not None and not isinstance(content, str):
             raise invalid_request(
                 f"Invalid type for 'messages[{i}].content': expected a string or an array of content parts.",
                 param=f"messages[{i}].content",
             )
         if len(message) > 2:  # more than role and content: the optional fields
-            _check_message_fields(message, role, f"messages[{i}]")
+            _check_message_fields(message, role, i)
 
 
-def _check_message_fields(message: dict, role: str, where: str) -> None:
-    _optional(message, "name", str, where)
+_FUNCTION_CALL = ((), (("name", str), ("arguments", str)))
+
+
+def _check_message_fields(message: dict, role: str, i: int) -> None:
+    name = message.get("name")
+    if name is not None and not isinstance(name, str):
+        raise _wrong(name, str, f"messages[{i}].name")
     if role == "tool":
-        _optional(message, "tool_call_id", str, where)
+        call_id = message.get("tool_call_id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise _wrong(call_id, str, f"messages[{i}].tool_call_id")
     elif role == "assistant":
         calls = message.get("tool_calls")
         if calls is not None:
-            _want(calls, list, f"{where}.tool_calls")
+            if not isinstance(calls, list):
+                raise _wrong(calls, list, f"messages[{i}].tool_calls")
             for j, call in enumerate(calls):
-                at = f"{where}.tool_calls[{j}]"
-                _want(call, dict, at)
-                _optional(call, "id", str, at)
-                _optional(call, "type", str, at)
-                function = _required(call, "function", dict, at)
-                _required(function, "name", str, f"{at}.function")
-                _optional(function, "arguments", str, f"{at}.function")
+                function = call.get("function") if isinstance(call, dict) else None
+                if (
+                    not isinstance(function, dict)
+                    or not isinstance(function.get("name"), str)
+                    or not isinstance(function.get("arguments", ""), str)
+                    or not isinstance(call.get("id", ""), str)
+                    or not isinstance(call.get("type", ""), str)
+                ):
+                    at = f"messages[{i}].tool_calls[{j}]"
+                    _want(call, dict, at)
+                    _fields(call, at, (("function", dict),), (("id", str), ("type", str)))
+                    _fields(function, f"{at}.function", (("name", str),), (("arguments", str),))
         function_call = message.get("function_call")
         if function_call is not None:
-            _want(function_call, dict, f"{where}.function_call")
-            _optional(function_call, "name", str, f"{where}.function_call")
-            _optional(function_call, "arguments", str, f"{where}.function_call")
+            _want(function_call, dict, f"messages[{i}].function_call")
+            _fields(function_call, f"messages[{i}].function_call", *_FUNCTION_CALL)
 
 
-# content part type → (field holding the payload, its type, required str members of an object payload)
-_PARTS: dict[str, tuple[str, type, tuple[str, ...]]] = {
-    "text": ("text", str, ()),
-    "refusal": ("refusal", str, ()),
-    "image_url": ("image_url", dict, ("url",)),
-    "input_audio": ("input_audio", dict, ("data", "format")),
-    "file": ("file", dict, ()),
+# content part type → (field holding the payload, its type, required str members, optional str members)
+_PARTS: dict[str, tuple[str, type, tuple[tuple[str, type], ...], tuple[tuple[str, type], ...]]] = {
+    "text": ("text", str, (), ()),
+    "refusal": ("refusal", str, (), ()),
+    "image_url": ("image_url", dict, (("url", str),), (("detail", str),)),
+    "input_audio": ("input_audio", dict, (("data", str), ("format", str)), ()),
+    "file": ("file", dict, (), (("file_data", str), ("file_id", str), ("filename", str))),
 }
 
 
-def _check_parts(parts: list, where: str) -> None:
+def _check_parts(parts: list, i: int) -> None:
     for j, part in enumerate(parts):
-        at = f"{where}[{j}]"
-        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str):
+            at = f"messages[{i}].content[{j}]"
             raise invalid_request(f"Invalid content part '{at}': expected an object with a 'type'.", param=at)
-        spec = _PARTS.get(part["type"])
+        spec = _PARTS.get(kind)
         if spec is None:
             continue  # other part types are the upstream's to accept or refuse
-        key, expected, members = spec
-        payload = _required(part, key, expected, at)
-        if expected is dict:
-            for member in members:
-                _required(payload, member, str, f"{at}.{key}")
-            for member, value in payload.items():
-                if value is not None and member in ("detail", "file_data", "file_id", "filename"):
-                    _want(value, str, f"{at}.{key}.{member}")
+        key, expected, required, optional = spec
+        payload = part.get(key)
+        if not isinstance(payload, expected):
+            raise _wrong(payload, expected, f"messages[{i}].content[{j}].{key}")
+        if required or optional:
+            _fields(payload, f"messages[{i}].content[{j}].{key}", required, optional)
 
 
 def _check_tools(tools: list) -> None:
     for i, tool in enumerate(tools):
-        at = f"tools[{i}]"
-        _want(tool, dict, at)
-        kind = _required(tool, "type", str, at)
+        if not isinstance(tool, dict):
+            raise _wrong(tool, dict, f"tools[{i}]")
+        kind = tool.get("type")
+        if not isinstance(kind, str):
+            raise _wrong(kind, str, f"tools[{i}].type")
         if kind == "function":
-            function = _required(tool, "function", dict, at)
-            _required(function, "name", str, f"{at}.function")
-            _optional(function, "description", str, f"{at}.function")
-            _optional(function, "parameters", dict, f"{at}.function")
-            _optional(function, "strict", bool, f"{at}.function")
+            function = tool.get("function")
+            if not isinstance(function, dict):
+                raise _wrong(function, dict, f"tools[{i}].function")
+            _fields(function, f"tools[{i}].function", (("name", str),), (("description", str), ("parameters", dict), ("strict", bool)))
 
 
 def _check_tool_choice(choice: Any) -> None:
     if isinstance(choice, str):
         return  # "none" | "auto" | "required": the value is the upstream's to judge
-    kind = _required(choice, "type", str, "tool_choice")
-    if kind == "function":
-        function = _required(choice, "function", dict, "tool_choice")
-        _required(function, "name", str, "tool_choice.function")
+    _fields(choice, "tool_choice", (("type", str),))
+    if choice["type"] == "function":
+        _fields(choice, "tool_choice", (("function", dict),))
+        _fields(choice["function"], "tool_choice.function", (("name", str),))
 
 
 def _check_response_format(response_format: dict) -> None:
-    kind = _required(response_format, "type", str, "response_format")
-    if kind == "json_schema":
-        schema = _required(response_format, "json_schema", dict, "response_format")
-        _optional(schema, "name", str, "response_format.json_schema")
-        _optional(schema, "schema", dict, "response_format.json_schema")
-        _optional(schema, "strict", bool, "response_format.json_schema")
+    _fields(response_format, "response_format", (("type", str),))
+    if response_format["type"] == "json_schema":
+        _fields(response_format, "response_format", (("json_schema", dict),))
+        _fields(response_format["json_schema"], "response_format.json_schema", (), (("name", str), ("schema", dict), ("strict", bool)))
