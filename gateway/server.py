@@ -194,9 +194,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # Deadlines (called by the sweeper).
 
-    def _check(self, now: float) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
+    def _check(self, now: float) -> bool:
+        """Enforce the deadlines; False once this connection needs no more checks."""
+        if self.transport is None or self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return False  # closed, or upgraded to another protocol (WebSocket)
         limits = self.limits
         cycle = self.cycle
         if self._in_headers and now - self._phase_since > limits.header_timeout:
@@ -206,6 +207,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._drop("body not complete within body_timeout", None if answered else REQUEST_TIMEOUT)
         elif self._write_paused_since is not None and now - self._write_paused_since > limits.send_timeout:
             self._drop("client stopped reading for send_timeout", None)
+        return True
 
     def _drop(self, why: str, response: bytes | None) -> None:
         log.info("closing connection from %s: %s", self.client[0] if self.client else "?", why)
@@ -225,6 +227,7 @@ async def _sweep(loop: asyncio.AbstractEventLoop, live: set) -> None:
         now = loop.time()
         for protocol in list(live):
             try:
-                protocol._check(now)
+                if not protocol._check(now):
+                    live.discard(protocol)
             except Exception:  # one broken connection must not stop the sweeper
                 log.exception("connection check failed")
