@@ -164,7 +164,21 @@ class GatewayConfig:
                 value = getattr(entry.config, name, None)
                 if isinstance(value, str) and value:
                     values.append(value)
+            proxies = getattr(entry.config, "proxies", None)
+            urls = [getattr(entry.config, "api_base", None), *(proxies.values() if isinstance(proxies, dict) else [proxies])]
+            values.extend(p for p in map(_url_password, urls) if p)
+        values.extend(p for p in [_url_password(self.settings.database)] if p)
         return values
+
+
+def _url_password(url: Any) -> str | None:
+    """The password in a URL's userinfo (`scheme://user:PASSWORD@host`), when it has one of at
+    least 6 characters (shorter ones would scrub ordinary words out of answers)."""
+    if not isinstance(url, str) or "@" not in url or "://" not in url:
+        return None
+    userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    return password if len(password) >= 6 else None
 
 
 # -- reading ----------------------------------------------------------------------------------

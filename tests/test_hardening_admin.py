@@ -139,3 +139,13 @@ def test_admin_api_refuses_two_authorization_headers(tmp_path, header):
         assert httpx.get(f"{gateway.base_url}/admin/api/status", headers=headers).status_code == 401
     finally:
         gateway.stop()
+
+
+def test_url_passwords_are_scrubbed_like_keys():
+    """Row 7's passwords are secrets for the scrubber too (responses, logs), not only on the page."""
+    from gateway.config import build_config
+
+    config = build_config({"settings": {"database": "postgresql://u:db-pass-SECRET@h/db"}, "tokens": [
+        {"token": "t", "type": "openai", "config": {"api_key": "sk-x", "api_base": f"http://u:{BASE_PASSWORD}@h/v1",
+                                                    "proxies": {"https": f"http://u:{PROXY_PASSWORD}@h:1"}}}]})
+    assert {BASE_PASSWORD, PROXY_PASSWORD, "db-pass-SECRET"} <= set(config.secrets())
