@@ -41,6 +41,7 @@ class AzureAdapter(OpenAICompatible):
     """An Azure OpenAI deployment. The deployment fixes the model; `model` in the body is kept."""
 
     Config = AzureConfig
+    annotated_stream = True  # the asynchronous content filter annotates anywhere in the stream
 
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)

@@ -76,6 +76,7 @@ class OpenAICompatible(Adapter):
 
     max_tokens_field = "max_completion_tokens"
     discovers_model = False  # True: with no model named, `resolve_model` asks the upstream
+    annotated_stream = False  # True: annotation-only chunks may come anywhere in a stream (Azure)
 
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
@@ -188,7 +189,7 @@ class OpenAICompatible(Adapter):
             if upstream.status >= 400:
                 raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
             chunks = upstream.aiter_bytes()
-            screen = PassThrough(self._leaks)
+            screen = PassThrough(self._leaks, self.annotated_stream)
             if "text/event-stream" not in upstream.headers.get("content-type", ""):
                 first = b""
                 async for first in chunks:

@@ -296,10 +296,10 @@ class SecretBytes:
     object back when none occurs (normal chunks stay byte for byte)."""
 
     def __init__(self, secrets: Iterable[str | None]) -> None:
-        self._needles = tuple({s.encode() for s in secrets if isinstance(s, str) and len(s) >= 4})
+        self.needles = tuple({s.encode() for s in secrets if isinstance(s, str) and len(s) >= 4})
 
     def __call__(self, data: bytes) -> bytes:
-        for needle in self._needles:
+        for needle in self.needles:
             if needle in data:
                 data = data.replace(needle, b"***")
         return data

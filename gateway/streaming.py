@@ -61,31 +61,44 @@ class PassThrough:
       annotations of its asynchronous filter; not a valid `chat.completion.chunk`): dropped with
       its blank line.
 
-    Everything else is returned byte for byte. `finish()` returns what is still held at the end.
+    Annotation chunks are looked for throughout an Azure stream (`annotations=True`), and
+    elsewhere (a proxy in front of Azure) only until the first bytes went out, where Azure puts
+    its `prompt_filter_results` chunk. Everything else is returned byte for byte. `finish()`
+    returns what is still held at the end.
     """
 
-    __slots__ = ("_held", "_leaks", "error")
+    __slots__ = ("_held", "_leaks", "_needles", "_annotations", "_always", "error")
 
-    def __init__(self, leaks: SecretBytes) -> None:
+    def __init__(self, leaks: SecretBytes, annotations: bool = False) -> None:
         self._held = b""
         self._leaks = leaks
+        self._needles = leaks.needles
+        self._annotations = True
+        self._always = annotations
         self.error: GatewayError | None = None
 
     def feed(self, chunk: bytes) -> bytes:
+        # The hot path of every passed-through stream: kept to a few C-level byte scans.
         if self._held:
             chunk = self._held + chunk
             self._held = b""
-        end = chunk.rfind(b"\n") + 1
-        if end != len(chunk) and len(chunk) < MAX_HELD:
-            self._held = chunk[end:]
-            chunk = chunk[:end]
-        if ERROR_MARK in chunk or ANNOTATION_MARK in chunk:
+        if chunk and chunk[-1] != 10:  # not ending in "\n": hold the partial line
+            end = chunk.rfind(b"\n") + 1
+            if len(chunk) < MAX_HELD:
+                self._held = chunk[end:]
+                chunk = chunk[:end]
+        if ERROR_MARK in chunk or (self._annotations and ANNOTATION_MARK in chunk):
             chunk = self._screen(chunk)
-        return self._leaks(chunk)
+        if self._annotations and chunk and not self._always:
+            self._annotations = False
+        for needle in self._needles:
+            if needle in chunk:
+                chunk = chunk.replace(needle, b"***")
+        return chunk
 
     def finish(self) -> bytes:
         held, self._held = self._held, b""
-        if held and (ERROR_MARK in held or ANNOTATION_MARK in held):
+        if held and (ERROR_MARK in held or (self._annotations and ANNOTATION_MARK in held)):
             held = self._screen(held)
         return self._leaks(held)
 

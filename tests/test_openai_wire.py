@@ -191,6 +191,12 @@ def test_mid_stream_error_event_is_the_contract_error_scrubbed(gateway, kind, ty
     assert "***" in error["error"]["message"] and done == "[DONE]"
 
 
+def test_mid_stream_error_split_across_reads_is_still_caught(gateway):
+    r, events = stream_events(gateway, "gw-plain", {"model": "midstream-split", "messages": HI})
+    assert KEY not in r.text and KEY[:20] not in r.text
+    assert json.loads(events[-2])["error"]["code"] == "upstream_auth_error" and events[-1] == "[DONE]"
+
+
 def test_mid_stream_error_raises_in_the_sdk_after_the_partial_text(gateway):
     parts = []
     with pytest.raises(openai.APIError) as caught:

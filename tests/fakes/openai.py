@@ -16,7 +16,8 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
 - `leak-secret-200`: a 200 completion whose content quotes the key (streamed: a chunk does).
 - `midstream-<kind>`: a stream that sends one chunk, then OpenAI's in-stream error event
   `data: {"error": {...}}` (what resellers and One API-style proxies send) quoting the key, then
-  stops; `first-<kind>`: that event first. `<kind>`: `auth`, `rate`, `context`, `server`.
+  stops; `first-<kind>`: that event first; `midstream-split`: the event in three writes.
+  `<kind>`: `auth`, `rate`, `context`, `server`.
 - `json-<kind>`: a 200 `application/json` error body (`{"error": {...}}`) to any request;
   `json-completion`: a 200 JSON completion answering a streamed request.
 - `logprobs-error`: a stream whose chunks carry logprobs for the token `"error"` (a normal chunk
@@ -203,6 +204,14 @@ class FakeOpenAI:
             yield error_event(model[6:])
             return
         yield delta({"role": "assistant", "content": ""})
+        if model == "midstream-split":  # the error event in three writes, the key cut in two
+            yield delta({"content": "Partial"})
+            event = error_event("auth")
+            cut = event.index(key.encode()) + 6
+            for part in (event[:10], event[10:cut], event[cut:]):
+                yield part
+                await asyncio.sleep(0.01)
+            return
         if model.startswith("midstream-") and model[10:] in ERROR_KINDS:
             yield delta({"content": "Partial"})
             yield error_event(model[10:])
