@@ -309,14 +309,12 @@ class Scrubber:
     """Removes secrets from text before it leaves the gateway (responses and logs).
 
     Built from every secret value in the loaded config (keys, tokens, secrets); also masks
-    bearer tokens, common provider key shapes (`sk-...`, `sk-ant-...`, `AIza...`) and JWTs
-    (`eyJ...`: credentials the gateway derives and signs, such as Zhipu's) that an upstream may
-    quote back.
+    bearer tokens and common provider key shapes (`sk-...`, `sk-ant-...`, `AIza...`) that an
+    upstream may quote back.
     """
 
     _PATTERNS = re.compile(
-        r"(\bsk-[A-Za-z0-9_\-]{6,}|\bAIza[0-9A-Za-z_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"
-        r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})"
+        r"(\bsk-[A-Za-z0-9_\-]{6,}|\bAIza[0-9A-Za-z_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,})"
     )
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
