@@ -199,6 +199,8 @@ class OpenAICompatible(Adapter):
                     return
                 if out := screen.feed(first):
                     yield out
+                if screen.error is not None:
+                    raise screen.error
             async for chunk in chunks:
                 out = screen.feed(chunk)
                 if out:

@@ -232,6 +232,13 @@ def test_async_stream_with_error_bytes_in_a_normal_chunk(gateway):
     assert chunks[1].choices[0].logprobs.content[0].token == "error"
 
 
+def test_an_event_stream_labelled_text_plain_still_streams(gateway):
+    chunks = list(client(gateway).chat.completions.create(model="plain-gpt-4o", messages=HI, stream=True))
+    assert text_of(chunks) == "Echo: hi "
+    r = post(gateway, "gw-plain", {"model": "plain-first-rate", "messages": HI, "stream": True})
+    assert r.status_code == 429 and KEY not in r.text
+
+
 def test_a_200_body_quoting_the_key_is_scrubbed(gateway):
     completion = client(gateway).chat.completions.create(model="leak-secret-200", messages=HI)
     assert completion.choices[0].message.content == "The key I was called with is ***."

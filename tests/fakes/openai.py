@@ -20,6 +20,7 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   `<kind>`: `auth`, `rate`, `context`, `server`.
 - `json-<kind>`: a 200 `application/json` error body (`{"error": {...}}`) to any request;
   `json-completion`: a 200 JSON completion answering a streamed request.
+- `plain-<scenario>`: that scenario's stream, labelled `text/plain`.
 - `logprobs-error`: a stream whose chunks carry logprobs for the token `"error"` (a normal chunk
   that contains the bytes `"error"`).
 
@@ -148,7 +149,9 @@ class FakeOpenAI:
         if model == "slow-first-byte":
             await asyncio.sleep(self.slow_seconds)
         if body.get("stream") and model != "json-completion":
-            return StreamingResponse(self._stream(body, model, key, azure), media_type="text/event-stream")
+            # `plain-*`: an event stream mislabelled `text/plain`, as some local servers send it
+            media_type = "text/plain" if model.startswith("plain-") else "text/event-stream"
+            return StreamingResponse(self._stream(body, model.removeprefix("plain-"), key, azure), media_type=media_type)
         content, tool_calls = self._answer(body)
         if model == "leak-secret-200":
             content = f"The key I was called with is {key}."
