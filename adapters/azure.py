@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from pydantic import Field
+
 from gateway.registry import register
 
 from adapters.openai import MaxTokensField, OpenAICompatible
@@ -33,7 +35,9 @@ class AzureConfig(AdapterConfig):
     deployment_id: str
     api_version: str = "2024-10-21"
     api_key: str
-    max_tokens_field: MaxTokensField | None = None
+    max_tokens_field: MaxTokensField | None = Field(
+        None, description="the field a default max_tokens is sent as (default: max_completion_tokens from api-version 2024-09-01)"
+    )
 
 
 @register("azure")

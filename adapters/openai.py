@@ -58,7 +58,9 @@ class OpenAIConfig(AdapterConfig):
 
     api_key: str | None = None
     organization: str | None = None
-    max_tokens_field: MaxTokensField | None = None
+    max_tokens_field: MaxTokensField | None = Field(
+        None, description="the field a default max_tokens is sent as (openai: max_completion_tokens, proxy: max_tokens)"
+    )
 
 
 class ProxyConfig(OpenAIConfig):
