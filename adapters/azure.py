@@ -7,7 +7,7 @@ with the key in the `api-key` header. The wire format is OpenAI's, so no transla
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from gateway.registry import register
 
@@ -42,6 +42,15 @@ class AzureAdapter(OpenAICompatible):
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/openai/deployments/{deployment_id}/{path}?api-version=...` with `api-key`
+        (the client's own `api-version` wins when it sent one)."""
+        c = self.config
+        if not any(name == "api-version" for name, _ in query):
+            query = [*query, ("api-version", c.api_version)]
+        url = f"{c.api_base}/openai/deployments/{quote(c.deployment_id, safe='')}/{path}?{urlencode(query)}"
+        return url, {**headers, "api-key": c.api_key}
 
     async def list_models(self) -> list[str]:
         """The forced model, else the deployment's name."""

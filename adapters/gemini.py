@@ -37,7 +37,7 @@ import mimetypes
 import re
 import uuid
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes, urlencode
 
 import orjson
 from httpx_sse import ServerSentEvent
@@ -443,6 +443,13 @@ class GeminiAdapter(HTTPAdapter):
 
     def fixed_headers(self) -> dict[str, str]:
         return {"content-type": "application/json", "x-goog-api-key": self.config.api_key}
+
+    native_family = "gemini"
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/{path}` (e.g. `v1beta/models/M:generateContent`) with `x-goog-api-key`."""
+        url = f"{self.config.api_base or GEMINI_API_BASE}/{path}"
+        return (f"{url}?{urlencode(query)}" if query else url), {**headers, "x-goog-api-key": self.config.api_key}
 
     def model_for(self, request: ChatRequest) -> str:
         """The config's `model`, else the request's, else `gemini-2.5-flash`; a `models/` prefix is dropped."""

@@ -8,6 +8,7 @@ defaults filled in; the upstream's JSON and SSE bytes come back untouched.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import orjson
 from pydantic import model_validator
@@ -40,6 +41,8 @@ class ProxyConfig(OpenAIConfig):
 
 class OpenAICompatible(Adapter):
     """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors."""
+
+    native_family = "openai"
 
     def endpoint(self) -> str:
         raise NotImplementedError
@@ -98,6 +101,12 @@ class OpenAIAdapter(OpenAICompatible):
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/{path}` (`api_base` ends in `/v1`) with the bearer key (and organization)."""
+        url = f"{self.config.api_base or OPENAI_API_BASE}/{path}"
+        auth = {k: v for k, v in self._headers.items() if k != "content-type"}
+        return (f"{url}?{urlencode(query)}" if query else url), {**headers, **auth}
 
     async def list_models(self) -> list[str]:
         """The forced model, else the upstream's own `/models` list."""

@@ -25,6 +25,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dispatch
+from gateway.api import messages
+from gateway.api.messages import models as anthropic_models
 from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, error_json, error_response, model_not_found
@@ -161,23 +163,28 @@ async def _models_of(request: Request) -> tuple[Runtime, list[dict]]:
 
 
 async def list_models(request: Request) -> Response:
+    """The token's models; in Anthropic's page shape for Anthropic clients (§10)."""
+    anthropic = anthropic_models.wants_anthropic(request.headers)
     try:
         _, models = await _models_of(request)
     except GatewayError as error:
-        return error_response(error, request.app.state.gateway.runtime.scrub)
-    return _json({"object": "list", "data": models})
+        render = anthropic_models.error_response if anthropic else error_response
+        return render(error, request.app.state.gateway.runtime.scrub)
+    return _json(anthropic_models.model_page(models) if anthropic else {"object": "list", "data": models})
 
 
 async def retrieve_model(request: Request) -> Response:
     model_id = request.path_params["model"]
+    anthropic = anthropic_models.wants_anthropic(request.headers)
     try:
         _, models = await _models_of(request)
         for model in models:
             if model["id"] == model_id:
-                return _json(model)
+                return _json(anthropic_models.model_info(model) if anthropic else model)
         raise model_not_found(model_id)
     except GatewayError as error:
-        return error_response(error, request.app.state.gateway.runtime.scrub)
+        render = anthropic_models.error_response if anthropic else error_response
+        return render(error, request.app.state.gateway.runtime.scrub)
 
 
 async def healthz(request: Request) -> Response:
@@ -207,6 +214,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *messages.routes(gateway),
     ]
     middleware = [
         Middleware(

@@ -13,6 +13,9 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   client goes away.
 - `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
 - `leak-secret`: a 400 whose message quotes the API key it was sent.
+- `reasoning`: a reasoning model as DeepSeek's OpenAI-compatible API serves it
+  (https://api-docs.deepseek.com/guides/reasoning_model): `reasoning_content` in the message
+  (and in stream deltas, before the content) beside the answer.
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ class FakeOpenAI:
             return StreamingResponse(self._stream(body, model), media_type="text/event-stream")
         content, tool_calls = self._answer(body)
         message = {"role": "assistant", "content": content, "refusal": None}
+        if model == "reasoning":
+            message["reasoning_content"] = "Thinking it over."
         if tool_calls:
             message["tool_calls"] = tool_calls
         return JSONResponse({
@@ -147,6 +152,9 @@ class FakeOpenAI:
         if model == "stall-stream":
             await asyncio.sleep(self.slow_seconds)
         content, tool_calls = self._answer(body)
+        if model == "reasoning":
+            for piece in ("Thinking ", "it over."):
+                yield delta({"content": None, "reasoning_content": piece})
         if tool_calls:
             call = tool_calls[0]
             yield delta({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})
