@@ -13,6 +13,7 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   client goes away.
 - `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
 - `leak-secret`: a 400 whose message quotes the API key it was sent.
+- `text-only...`: answers with text even when `tools` are offered.
 - `reasoning`: a reasoning model as DeepSeek's OpenAI-compatible API serves it
   (https://api-docs.deepseek.com/guides/reasoning_model): `reasoning_content` in the message
   (and in stream deltas, before the content) beside the answer.
@@ -125,6 +126,8 @@ class FakeOpenAI:
 
     def _answer(self, body: dict) -> tuple[str | None, list | None]:
         tools = body.get("tools")
+        if str(body.get("model")).startswith("text-only"):
+            tools = None
         if tools and not any(m.get("role") == "tool" for m in body["messages"]):
             name = tools[0]["function"]["name"]
             return None, [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]

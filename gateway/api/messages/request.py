@@ -10,6 +10,8 @@ right. The result goes through `gateway.dispatch` to whatever adapter the token 
     max_tokens                                   max_completion_tokens (openai, azure), else
                                                    max_tokens
     system (string or text blocks)               a first `system` message (texts "\\n\\n"-joined)
+    messages[role=system] (Claude Code's         a `system` message in its place
+      mid-conversation system beta)
     user turn: text / image / document blocks    `user` message: text / image_url / file parts
     user turn: tool_result blocks                `tool` messages (tool_use_id → tool_call_id),
                                                    before the turn's other content; images in a
@@ -20,7 +22,7 @@ right. The result goes through `gateway.dispatch` to whatever adapter the token 
     stop_sequences                               stop
     temperature, top_p                           temperature, top_p
     top_k                                        top_k (claude and gemini tokens only: OpenAI refuses it)
-    metadata.user_id                             user
+    metadata.user_id                             user (when at most 256 characters long)
     tools (custom tools: name, description,      tools [{type: function, function: {name,
       input_schema)                                description, parameters}}]; Anthropic's server
                                                    tools (web_search_..., bash_..., ...) left out
@@ -53,6 +55,9 @@ DROPPED_BLOCKS = frozenset({
     "mcp_tool_use", "mcp_tool_result", "container_upload",
 })
 
+# OpenAI's limit for `user`; Claude Code's user_id (a JSON object of ids) is longer and left out.
+MAX_USER_LENGTH = 256
+
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
@@ -74,8 +79,8 @@ def parse_request(raw: bytes) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages:
         raise invalid("messages: Field required (a non-empty list).")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'.")
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
+            raise invalid(f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'.")
         if not isinstance(message.get("content"), (str, list)):
             raise invalid(f"messages.{i}.content: Input should be a string or a list of content blocks.")
     for name, kind in (("system", (str, list)), ("stop_sequences", list), ("tools", list), ("tool_choice", dict), ("metadata", dict)):
@@ -190,7 +195,10 @@ def translate_messages(system: Any, messages: list[dict]) -> list[dict]:
         out.append({"role": "system", "content": text})
     for i, message in enumerate(messages):
         where = f"messages.{i}.content"
-        if message["role"] == "user":
+        if message["role"] == "system":
+            if text := _text_of(message["content"]):
+                out.append({"role": "system", "content": text})
+        elif message["role"] == "user":
             out += _user_messages(message["content"], where)
         elif (assistant := _assistant_message(message["content"], where)) is not None:
             out.append(assistant)
@@ -237,8 +245,9 @@ def translate_request(body: dict[str, Any], target_type: str) -> dict[str, Any]:
             out[name] = body[name]
     if stop := [s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s]:
         out["stop"] = stop
-    if isinstance((body.get("metadata") or {}).get("user_id"), str):
-        out["user"] = body["metadata"]["user_id"]
+    user = (body.get("metadata") or {}).get("user_id")
+    if isinstance(user, str) and len(user) <= MAX_USER_LENGTH:
+        out["user"] = user
     if tools := translate_tools(body.get("tools") or []):
         out["tools"] = tools
         if body.get("tool_choice"):
