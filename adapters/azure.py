@@ -36,12 +36,18 @@ class AzureAdapter(OpenAICompatible):
         c = self.config
         self._url = f"{c.api_base}/openai/deployments/{quote(c.deployment_id, safe='')}/chat/completions?api-version={quote(c.api_version, safe='')}"
         self._headers = {"content-type": "application/json", "api-key": c.api_key}
+        self._embeddings_url = self._url.replace("/chat/completions?", "/embeddings?", 1)
 
     def endpoint(self) -> str:
         return self._url
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    def embeddings_endpoint(self) -> str:
+        """`{api_base}/openai/deployments/{deployment_id}/embeddings?api-version=...`: the
+        deployment decides the embedding model."""
+        return self._embeddings_url
 
     def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
         """`{api_base}/openai/deployments/{deployment_id}/{path}?api-version=...` with `api-key`

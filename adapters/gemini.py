@@ -100,9 +100,11 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*),(?P<data>.
 
 class GeminiConfig(AdapterConfig):
     """`api_key` (sent as `x-goog-api-key`), `api_base` (default
-    `https://generativelanguage.googleapis.com`), `model` (forced; default `gemini-2.5-flash`)."""
+    `https://generativelanguage.googleapis.com`), `model` (forced; default `gemini-2.5-flash`),
+    `embedding_model` (forced for `/v1/embeddings`; else the request's, else `gemini-embedding-001`)."""
 
     api_key: str
+    embedding_model: str | None = None
 
 
 # -- request: OpenAI -> Gemini -----------------------------------------------------------------
@@ -439,12 +441,19 @@ class GeminiAdapter(HTTPAdapter):
 
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
-        self._base = f"{self.config.api_base or GEMINI_API_BASE}/{API_VERSION}/models"
+        self.api_root = f"{self.config.api_base or GEMINI_API_BASE}/{API_VERSION}"
+        self._base = f"{self.api_root}/models"
 
     def fixed_headers(self) -> dict[str, str]:
         return {"content-type": "application/json", "x-goog-api-key": self.config.api_key}
 
     native_family = "gemini"
+
+    async def embed(self, request) -> dict[str, Any]:
+        """`/v1/embeddings` through `batchEmbedContents` (`adapters.gemini_embeddings`)."""
+        from adapters import gemini_embeddings
+
+        return await gemini_embeddings.embed(self, request)
 
     def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
         """`{api_base}/{path}` (e.g. `v1beta/models/M:generateContent`) with `x-goog-api-key`."""

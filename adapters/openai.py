@@ -23,10 +23,12 @@ OPENAI_API_BASE = "https://api.openai.com/v1"
 
 class OpenAIConfig(AdapterConfig):
     """`api_key` (sent as a bearer token; optional for keyless local servers), `api_base`
-    (default OpenAI's), `model` (forced), `organization` (optional `OpenAI-Organization`)."""
+    (default OpenAI's), `model` (forced), `organization` (optional `OpenAI-Organization`),
+    `embedding_model` (forced for `/v1/embeddings`; else the request's model)."""
 
     api_key: str | None = None
     organization: str | None = None
+    embedding_model: str | None = None
 
 
 class ProxyConfig(OpenAIConfig):
@@ -68,6 +70,27 @@ class OpenAICompatible(Adapter):
             raise self.translate_error(response.status, response.content, response.headers)
         return response.content
 
+    def embeddings_endpoint(self) -> str:
+        """The URL of this upstream's OpenAI embeddings API."""
+        raise NotImplementedError
+
+    async def embed(self, request) -> dict:
+        """`/v1/embeddings` forwarded as sent (token arrays, `dimensions`, `encoding_format`
+        included), the config's `embedding_model` written in when set. Raises GatewayError."""
+        model = getattr(self.config, "embedding_model", None) or request.model
+        body = request.raw if model == request.model else orjson.dumps({**request.body, "model": model})
+        response = await self.runtime.http.request(
+            "POST", self.embeddings_endpoint(), headers=self.headers(), content=body, proxies=self.config.proxies)
+        if response.status >= 400:
+            raise self.translate_error(response.status, response.content, response.headers)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise from_upstream_status(502, "the upstream's embeddings answer is not OpenAI's format")
+        return data
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         async with self.runtime.http.stream(
             "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request), proxies=self.config.proxies
@@ -89,6 +112,7 @@ class OpenAIAdapter(OpenAICompatible):
         super().__init__(entry, runtime)
         base = self.config.api_base or OPENAI_API_BASE
         self._url = f"{base}/chat/completions"
+        self._embeddings_url = f"{base}/embeddings"
         self._models_url = f"{base}/models"
         self._headers = {"content-type": "application/json"}
         if self.config.api_key:
@@ -101,6 +125,9 @@ class OpenAIAdapter(OpenAICompatible):
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    def embeddings_endpoint(self) -> str:
+        return self._embeddings_url
 
     def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
         """`{api_base}/{path}` (`api_base` ends in `/v1`) with the bearer key (and organization)."""

@@ -132,6 +132,11 @@ async def complete_member(member: Adapter, request: ChatRequest) -> tuple[Comple
     return await _call_member(member, dispatch.complete, request)
 
 
+async def embed_member(member: Adapter, request) -> tuple[dict, str]:
+    """One member's embeddings answer: `(result, served_by name)`. Raises GatewayError."""
+    return await _call_member(member, dispatch.embed, request)
+
+
 async def open_member(member: Adapter, request: ChatRequest) -> tuple[Opened, str]:
     """One member's stream, opened up to its first item: `((first_item, rest), served_by name)`.
     Raises GatewayError."""
@@ -231,6 +236,14 @@ class RouterAdapter(Adapter):
             completion, _ = await self._race(members, lambda m: complete_member(m, request))
             return completion
         return await self._first_success(members, lambda m: complete_member(m, request))
+
+    async def embed(self, request) -> dict:
+        """The first member's embeddings that succeed, failing over as `complete` does."""
+        members = self.plan()
+        if self.config.router_strategy == "parallel":
+            result, _ = await self._race(members, lambda m: embed_member(m, request))
+            return result
+        return await self._first_success(members, lambda m: embed_member(m, request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         """The stream of the first member that produces a first chunk; then that member's stream

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dispatch
-from gateway.api import messages
+from gateway.api import embeddings, messages
 from gateway.api.messages import models as anthropic_models
 from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
@@ -215,6 +215,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         *messages.routes(gateway),
+        *embeddings.routes(gateway),
     ]
     middleware = [
         Middleware(

@@ -22,7 +22,9 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import time
 
 from starlette.applications import Starlette
@@ -30,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.vectors import vector
 from tests.support.recorder import Recorder
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied", 404: "invalid_request_error",
@@ -55,6 +58,8 @@ class FakeOpenAI:
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/models", self.list_models, methods=["GET"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.azure_chat, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/openai/deployments/{deployment}/embeddings", self.azure_embeddings, methods=["POST"]),
             ]
         )
 
@@ -79,6 +84,49 @@ class FakeOpenAI:
         if "api-version" not in request.query_params:
             return openai_error(404, "Resource not found")
         return await self._chat(request, azure=True)
+
+    async def azure_embeddings(self, request: Request) -> Response:
+        if "api-version" not in request.query_params:
+            return openai_error(404, "Resource not found")
+        return await self._embeddings(request, azure=True)
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._embeddings(request, azure=False)
+
+    async def _embeddings(self, request: Request, azure: bool) -> Response:
+        """`POST /v1/embeddings` (https://platform.openai.com/docs/api-reference/embeddings/create):
+        `input` a string, strings, token ids or lists of token ids (empty strings refused);
+        `encoding_format` `float` (the API's default) or `base64` (float32 little-endian, what
+        openai-python asks for); `dimensions` only for `text-embedding-3*` models. Vectors
+        have 8 dimensions by default (`tests.fakes.vectors`); a token counts as one word or id."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, azure))) is not None:
+            return err
+        body = received.body if isinstance(received.body, dict) else {}
+        items = body.get("input")
+        if isinstance(items, str) or (isinstance(items, list) and items and all(isinstance(t, int) for t in items)):
+            items = [items]
+        if not isinstance(items, list) or not items or not all(
+                (isinstance(i, str) and i) or (isinstance(i, list) and i and all(isinstance(t, int) for t in i)) for i in items):
+            return openai_error(400, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.")
+        model = body.get("model")
+        if not model:
+            return openai_error(400, "you must provide a model parameter")
+        if model.startswith("status-"):
+            return openai_error(int(model.split("-", 1)[1]), "Scenario error")
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            return openai_error(400, f"Invalid value for 'encoding_format': '{encoding}'.")
+        dimensions = body.get("dimensions")
+        if dimensions is not None and not model.startswith("text-embedding-3"):
+            return openai_error(400, "This model does not support specifying dimensions.")
+        data = []
+        for index, item in enumerate(items):
+            values = vector(item, dimensions or 8)
+            embedding = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode() if encoding == "base64" else values
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(len(i.split()) if isinstance(i, str) else len(i) for i in items)
+        return JSONResponse({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def chat(self, request: Request) -> Response:
         return await self._chat(request, azure=False)
