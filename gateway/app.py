@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dispatch
-from gateway.api import embeddings, messages
+from gateway.api import embeddings, messages, passthrough
 from gateway.api.messages import models as anthropic_models
 from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
@@ -216,6 +216,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/healthz", healthz, methods=["GET"]),
         *messages.routes(gateway),
         *embeddings.routes(gateway),
+        *passthrough.routes(gateway),  # last: `/v1/{path}` takes what no route above serves
     ]
     middleware = [
         Middleware(

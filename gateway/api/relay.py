@@ -70,15 +70,20 @@ def response_headers(upstream: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def request_body(scope, receive, headers: dict[str, str]) -> bytes | AsyncIterator[bytes]:
-    """The body to send upstream: bytes when small and of known length, else a stream of its
-    chunks (`content-length` kept in `headers`, so the upload is not re-chunked)."""
+async def request_body(scope, receive, headers: dict[str, str]) -> bytes | AsyncIterator[bytes] | None:
+    """The body to send upstream: bytes when small and of known length, a stream of its chunks
+    when larger or chunked (`content-length` kept in `headers`, so the upload is not
+    re-chunked), None when the request has no body."""
     length = headers.get("content-length")
+    chunked = any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in scope["headers"])
     if length is not None and length.isdigit() and int(length) <= BUFFERED_BODY_LIMIT:
         body = await read_body(receive)
         headers["content-length"] = str(len(body))
         return body
-    return iter_body(receive)
+    if chunked or (length is not None and length.isdigit()):
+        return iter_body(receive)
+    headers.pop("content-length", None)
+    return None
 
 
 def redirect_refused(status: int) -> GatewayError:
@@ -118,4 +123,4 @@ async def relay(
             text = (await upstream.aread()).decode("utf-8", "replace")
             await send_bytes(send, upstream.status, runtime.scrub(text).encode(), [h for h in out_headers if h[0] != b"content-length"])
             return
-        await send_sse(send, receive, [h for h in out_headers], upstream.aiter_bytes(), status=upstream.status)
+        await send_sse(send, receive, out_headers, upstream.aiter_bytes(), status=upstream.status)

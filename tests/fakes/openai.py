@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import struct
 import time
@@ -33,7 +34,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.vectors import vector
-from tests.support.recorder import Recorder
+from tests.support.recorder import Received, Recorder
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied", 404: "invalid_request_error",
                413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_exceeded"}
@@ -59,6 +60,9 @@ class FakeOpenAI:
                 Route("/v1/models", self.list_models, methods=["GET"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.azure_chat, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+                Route("/v1/moderations", self.moderations, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/embeddings", self.azure_embeddings, methods=["POST"]),
             ]
         )
@@ -127,6 +131,56 @@ class FakeOpenAI:
             data.append({"object": "embedding", "index": index, "embedding": embedding})
         tokens = sum(len(i.split()) if isinstance(i, str) else len(i) for i in items)
         return JSONResponse({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    async def completions(self, request: Request) -> Response:
+        """Legacy `POST /v1/completions` (https://platform.openai.com/docs/api-reference/completions),
+        as FIM autocomplete clients use it: answers `[completion of: PROMPT|SUFFIX]`, streamed as
+        `text_completion` chunks when `stream` is set."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        body = received.body if isinstance(received.body, dict) else {}
+        if not isinstance(body.get("prompt"), str) or not body.get("model"):
+            return openai_error(400, "'prompt' and 'model' are required properties")
+        text = f"[completion of: {body['prompt']}|{body.get('suffix') or ''}]"
+        base = {"id": "cmpl-fake1", "object": "text_completion", "created": int(time.time()), "model": body["model"]}
+        if body.get("stream"):
+            async def events():
+                for piece in (text[: len(text) // 2], text[len(text) // 2:]):
+                    yield b"data: " + json.dumps({**base, "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]}).encode() + b"\n\n"
+                yield b"data: " + json.dumps({**base, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]}).encode() + b"\n\n"
+                yield b"data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse({**base, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+
+    async def transcriptions(self, request: Request) -> Response:
+        """`POST /v1/audio/transcriptions` (multipart/form-data: `file`, `model`): answers
+        `{"text": "<N bytes of FILENAME>"}`; records the upload's size and content type."""
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return openai_error(400, "Could not parse multipart form")
+        async with request.form(max_part_size=64 * 1024 * 1024) as form:
+            upload = form.get("file")
+            if upload is None or not form.get("model"):
+                return openai_error(400, "'file' and 'model' are required")
+            data = await upload.read()
+        self.recorder.requests.append(Received("POST", request.url.path, dict(request.query_params),
+                                               {k.lower(): v for k, v in request.headers.items()},
+                                               {"model": form.get("model"), "filename": upload.filename, "size": len(data),
+                                                "sha256": hashlib.sha256(data).hexdigest()}))
+        return JSONResponse({"text": f"<{len(data)} bytes of {upload.filename}>"})
+
+    async def moderations(self, request: Request) -> Response:
+        """`POST /v1/moderations`: nothing is ever flagged."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        inputs = received.body.get("input") if isinstance(received.body, dict) else None
+        inputs = [inputs] if isinstance(inputs, str) else inputs or []
+        result = {"flagged": False, "categories": {"violence": False}, "category_scores": {"violence": 0.0}}
+        return JSONResponse({"id": "modr-fake", "model": "omni-moderation-latest", "results": [result for _ in inputs]})
 
     async def chat(self, request: Request) -> Response:
         return await self._chat(request, azure=False)
