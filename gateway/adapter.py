@@ -141,7 +141,7 @@ class Adapter:
         """Answer an embeddings request (`gateway.api.embeddings.EmbeddingRequest`) with OpenAI's
         `{object: "list", data: [{object: "embedding", index, embedding}], model, usage}`.
         Raises GatewayError; by default 400: this type has no embeddings."""
-        raise invalid_request(f"Tokens of type '{self.type_name}' have no embeddings endpoint.", param="model", code="embeddings_unsupported")
+        raise invalid_request(f"Tokens of type '{self.type_name}' have no embeddings endpoint.", code="embeddings_unsupported")
 
     @classmethod
     def references(cls, config: AdapterConfig) -> list[str]:

@@ -267,3 +267,24 @@ def test_bearer_auth_token_and_models_in_anthropic_shape(gateway):
     assert c.models.retrieve("claude-native").id == "claude-native"
     plain = httpx.get(f"{gateway}/v1/models", headers={"authorization": "Bearer gw-by-model"}).json()
     assert set(plain["data"][0]) == {"id", "object", "created", "owned_by"}
+
+
+def test_documents_and_tool_result_images_are_translated(gateway, upstreams):
+    fakes, _ = upstreams
+    pdf = base64.b64encode(b"%PDF-1.4 fake").decode()
+    message = client(gateway, "gw-gemini").messages.create(model="gemini-2.5-flash", max_tokens=20, messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}},
+        {"type": "text", "text": "Summarise"}]}])
+    assert message.content[0].text == f"Echo: [inline application/pdf {len(b'%PDF-1.4 fake')} bytes] Summarise"
+    history = [{"role": "user", "content": "Screenshot?"},
+               {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "sig"},
+                                                 {"type": "text", "text": "Taking it."},
+                                                 {"type": "tool_use", "id": "toolu_1", "name": "shot", "input": {}}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                   {"type": "text", "text": "here"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]
+    client(gateway, "gw-openai").messages.create(model="gpt-4o", max_tokens=20, messages=history)
+    sent = fakes["openai"].recorder.last.body["messages"]
+    assert sent[1] == {"role": "assistant", "content": "Taking it.", "tool_calls": [
+        {"id": "toolu_1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}]}
+    assert sent[2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "here"}
+    assert sent[3] == {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}

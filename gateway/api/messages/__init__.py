@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
+import orjson
 from starlette.routing import Route
 
 from gateway import dispatch
@@ -30,8 +31,6 @@ from gateway.api.relay import forward_headers, relay
 from gateway.errors import GatewayError
 from gateway.request import ChatRequest
 from gateway.streaming import send_sse
-
-import orjson
 
 log = logging.getLogger("gateway.messages")
 
