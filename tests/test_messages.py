@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from gateway.app import create_app
+from tests.fakes import zhipu as zhipu_fake
 from tests.fakes.anthropic import API_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
@@ -26,9 +27,11 @@ WEATHER = {"name": "get_weather", "description": "Weather for a city",
 
 @pytest.fixture(scope="module")
 def upstreams():
-    fakes = {"anthropic": FakeAnthropic(), "openai": FakeOpenAI(api_key=OPENAI_KEY), "gemini": FakeGemini(api_key=GEMINI_KEY)}
-    with serve_app(fakes["anthropic"].app) as a, serve_app(fakes["openai"].app) as o, serve_app(fakes["gemini"].app) as g:
-        yield fakes, {"anthropic": a, "openai": o, "gemini": g}
+    fakes = {"anthropic": FakeAnthropic(), "openai": FakeOpenAI(api_key=OPENAI_KEY), "gemini": FakeGemini(api_key=GEMINI_KEY),
+             "zhipu": zhipu_fake.FakeZhipu()}
+    with (serve_app(fakes["anthropic"].app) as a, serve_app(fakes["openai"].app) as o, serve_app(fakes["gemini"].app) as g,
+          serve_app(fakes["zhipu"].app) as z):
+        yield fakes, {"anthropic": a, "openai": o, "gemini": g, "zhipu": f"{z}{zhipu_fake.FakeZhipu.base_path}"}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,7 @@ def gateway(upstreams, tmp_path_factory):
         {"token": "gw-claude-forced", "type": "claude", "config": {"api_base": urls["anthropic"], "api_key": ANTHROPIC_KEY, "model": "claude-forced-1"}},
         {"token": "gw-openai", "type": "openai", "name": "openai", "config": {"api_base": f"{urls['openai']}/v1", "api_key": OPENAI_KEY}},
         {"token": "gw-gemini", "type": "gemini", "name": "gemini", "config": {"api_base": urls["gemini"], "api_key": GEMINI_KEY}},
+        {"token": "gw-zhipu", "type": "zhipu-api", "config": {"api_base": urls["zhipu"], "api_key": zhipu_fake.API_KEY}},
         {"token": "gw-mock", "type": "mock", "name": "mock", "config": {"reply": "Mock says hi"}},
         {"token": "gw-dead", "type": "proxy", "name": "dead", "internal": True, "config": {"api_base": "http://127.0.0.1:9/v1"}},
         {"token": "gw-router", "type": "router", "name": "router", "config": {"router_strategy": "fallback", "token_pool": ["gw-dead", "gw-openai"]}},
@@ -288,3 +292,17 @@ def test_documents_and_tool_result_images_are_translated(gateway, upstreams):
         {"id": "toolu_1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}]}
     assert sent[2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "here"}
     assert sent[3] == {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}
+
+
+def test_zhipu_token_streams_tool_call_with_usage_in_the_finish_chunk(gateway, upstreams):
+    fakes, _ = upstreams
+    c = client(gateway, "gw-zhipu")
+    with c.messages.stream(model="glm-4.6", max_tokens=64000, tools=[WEATHER], messages=ask("天气?")) as stream:
+        message = stream.get_final_message()
+    assert message.stop_reason == "tool_use" and message.content[0].name == "get_weather"
+    assert message.content[0].input == {"city": "北京"} and message.content[0].id == "call_9026283482761"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7)
+    sent = fakes["zhipu"].recorder.last.body
+    assert sent["model"] == "glm-4.6" and sent["stream"] is True and sent["tools"][0]["function"]["name"] == "get_weather"
+    with c.messages.stream(model="glm-4.6", max_tokens=100, messages=ask("hi")) as stream:
+        assert "".join(stream.text_stream).strip() == "Echo: hi"
