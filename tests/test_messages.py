@@ -294,15 +294,35 @@ def test_documents_and_tool_result_images_are_translated(gateway, upstreams):
     assert sent[3] == {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}
 
 
-def test_zhipu_token_streams_tool_call_with_usage_in_the_finish_chunk(gateway, upstreams):
+def test_zhipu_token_thinking_blocks_tool_call_and_usage_in_the_finish_chunk(gateway, upstreams):
     fakes, _ = upstreams
     c = client(gateway, "gw-zhipu")
-    with c.messages.stream(model="glm-4.6", max_tokens=64000, tools=[WEATHER], messages=ask("天气?")) as stream:
+    with c.messages.stream(model="glm-4.6", max_tokens=64000, tools=[WEATHER], messages=ask("天气?"),
+                           extra_body={"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}}) as stream:
         message = stream.get_final_message()
-    assert message.stop_reason == "tool_use" and message.content[0].name == "get_weather"
-    assert message.content[0].input == {"city": "北京"} and message.content[0].id == "call_9026283482761"
-    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7)
+    assert [b.type for b in message.content] == ["thinking", "tool_use"] and message.stop_reason == "tool_use"
+    assert message.content[0].thinking.strip() == "The user wrote '天气?'; answer by echoing it."
+    call = message.content[1]
+    assert (call.name, call.input, call.id) == ("get_weather", {"city": "北京"}, "call_9026283482761")
+    usage = message.usage  # GLM: prompt 11 of which 4 cached, completion 7
+    assert (usage.input_tokens, usage.cache_read_input_tokens, usage.output_tokens) == (7, 4, 7)
     sent = fakes["zhipu"].recorder.last.body
     assert sent["model"] == "glm-4.6" and sent["stream"] is True and sent["tools"][0]["function"]["name"] == "get_weather"
-    with c.messages.stream(model="glm-4.6", max_tokens=100, messages=ask("hi")) as stream:
-        assert "".join(stream.text_stream).strip() == "Echo: hi"
+    assert sent["thinking"] == {"type": "enabled"}
+    followup = [*ask("天气?"), {"role": "assistant", "content": message.content},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "晴"}]}]
+    answer = c.messages.create(model="glm-4.6", max_tokens=100, tools=[WEATHER], messages=followup, extra_body={"thinking": {"type": "disabled"}})
+    assert [b.type for b in answer.content] == ["text"] and answer.content[0].text == "Tool said: 晴"
+    sent = fakes["zhipu"].recorder.last.body
+    assert sent["thinking"] == {"type": "disabled"}
+    assert sent["messages"][1]["reasoning_content"] == message.content[0].thinking
+
+
+def test_thinking_is_not_sent_to_openai_tokens(gateway, upstreams):
+    fakes, _ = upstreams
+    client(gateway, "gw-by-model").messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[
+        *ask("a"), {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}, {"type": "text", "text": "b"}]},
+        *ask("c")], extra_body={"thinking": {"type": "enabled", "budget_tokens": 2000}})
+    sent = fakes["openai"].recorder.last.body
+    assert "reasoning_effort" not in sent and sent["messages"][1] == {"role": "assistant", "content": "b"}
+    assert sent["max_completion_tokens"] == 10  # the model-name-router's target is an openai entry

@@ -38,15 +38,14 @@ JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
-def native_target(adapter: Adapter, model: str | None) -> Adapter | None:
-    """The `claude` entry that answers natively for this token and model, or None (translate).
-    Follows `model-name-router`s (raising their 404/400 for an unmapped model); other routers
-    are translated, so their failover applies."""
-    for _ in range(16):
+def answering_entry(adapter: Adapter, model: str | None) -> Adapter:
+    """The entry that answers this token and model: `model-name-router`s followed (raising
+    their 404/400 for an unmapped model); a `router` is itself (its members are tried in turn)."""
+    for _ in range(16):  # config loading refuses cycles; this only bounds the walk
         if adapter.type_name != "model-name-router":
             break
         adapter = adapter.target(SimpleNamespace(model=model))
-    return adapter if adapter.native_family == "anthropic" else None
+    return adapter
 
 
 def _name_header(adapter: Adapter, served_by: str | None = None) -> list[tuple[bytes, bytes]]:
@@ -72,13 +71,13 @@ class MessagesEndpoint:
             adapter = runtime.authenticate(client_token(scope))
             raw = await read_body(receive)
             body = parse_request(raw) if not self.count_tokens else _parse_count(raw)
-            native = native_target(adapter, body.get("model"))
-            if native is not None:
-                await self._native(native, adapter, scope, receive, send, raw, body)
+            entry = answering_entry(adapter, body.get("model"))
+            if entry.native_family == "anthropic":  # a claude entry: relayed natively
+                await self._native(entry, adapter, scope, receive, send, raw, body)
             elif self.count_tokens:
                 raise not_found("count_tokens is only available for tokens whose upstream is Anthropic; estimate locally.")
             else:
-                await self._translated(adapter, body, receive, send)
+                await self._translated(adapter, entry.type_name, body, receive, send)
         except GatewayError as error:
             if error.status >= 500 or error.status == 429:
                 log.warning("messages request failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
@@ -99,9 +98,9 @@ class MessagesEndpoint:
         url, headers = native.native_request(self.path, query, headers)
         await relay(native, "POST", url, headers, raw, send, receive, _name_header(adapter, native.name))
 
-    async def _translated(self, adapter: Adapter, body: dict, receive, send) -> None:
+    async def _translated(self, adapter: Adapter, target_type: str, body: dict, receive, send) -> None:
         runtime = self.gateway.runtime
-        chat = ChatRequest.from_body(translate_request(body, adapter.type_name))
+        chat = ChatRequest.from_body(translate_request(body, target_type))
         if chat.stream:
             first, rest = await dispatch.open_stream(adapter, chat)
             events = message_events(first, rest, body["model"], estimate_input_tokens(body), runtime.scrub)
@@ -131,4 +130,4 @@ def routes(gateway) -> list[Route]:
     ]
 
 
-__all__ = ["MessagesEndpoint", "native_target", "routes"]
+__all__ = ["MessagesEndpoint", "answering_entry", "routes"]

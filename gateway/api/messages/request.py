@@ -18,7 +18,9 @@ right. The result goes through `gateway.dispatch` to whatever adapter the token 
                                                    result follow in a `user` message
     assistant turn: text + tool_use blocks       `assistant` message: content + tool_calls
                                                    (input → JSON arguments)
-    assistant turn: thinking, redacted_thinking  left out (no chat counterpart)
+    assistant turn: thinking blocks              reasoning_content (zhipu-api tokens: GLM wants its
+                                                   reasoning back); else left out, as are
+                                                   redacted_thinking blocks
     stop_sequences                               stop
     temperature, top_p                           temperature, top_p
     top_k                                        top_k (claude and gemini tokens only: OpenAI refuses it)
@@ -29,9 +31,16 @@ right. The result goes through `gateway.dispatch` to whatever adapter the token 
     tool_choice auto | any | tool | none         tool_choice auto | required | {function} | none
     tool_choice.disable_parallel_tool_use        parallel_tool_calls: false
     output_config.format json_schema             response_format json_schema
+    thinking {type: disabled}                    reasoning_effort "none"       } claude, gemini and
+    thinking {type: enabled, budget_tokens}      reasoning_effort by budget    } zhipu-api tokens
+                                                   (REASONING_BUDGETS)         } (their adapters map
+    thinking {type: adaptive} + output_config    reasoning_effort = effort     } it); not sent to
+      .effort                                      ("max" → "xhigh")           } others
     stream                                       stream, stream_options.include_usage: true
-    thinking, context_management, cache_control, not sent (no chat counterpart)
+    context_management, cache_control,           not sent (no chat counterpart)
       service_tier, container, mcp_servers, ...
+
+`target_type` is the type of the entry that will answer (a `model-name-router` resolved).
 """
 
 from __future__ import annotations
@@ -54,6 +63,15 @@ DROPPED_BLOCKS = frozenset({
     "code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result",
     "mcp_tool_use", "mcp_tool_result", "container_upload",
 })
+
+# Adapters that turn `reasoning_effort` into their provider's thinking switch.
+REASONING_TYPES = frozenset({"claude", "gemini", "zhipu-api"})
+# Adapters that send an assistant's `reasoning_content` back to their provider.
+REASONING_HISTORY_TYPES = frozenset({"zhipu-api"})
+# `thinking.budget_tokens` below each bound → that `reasoning_effort` (else "high").
+REASONING_BUDGETS = ((4096, "low"), (16384, "medium"))
+# Anthropic `output_config.effort` → OpenAI `reasoning_effort`.
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "xhigh"}
 
 # OpenAI's limit for `user`; Claude Code's user_id (a JSON object of ids) is longer and left out.
 MAX_USER_LENGTH = 256
@@ -161,15 +179,19 @@ def _user_messages(content: str | list, where: str) -> list[dict]:
     return out
 
 
-def _assistant_message(content: str | list, where: str) -> dict | None:
-    """An assistant turn → one `assistant` message (text content and tool_calls)."""
+def _assistant_message(content: str | list, where: str, keep_reasoning: bool) -> dict | None:
+    """An assistant turn → one `assistant` message (text content, tool_calls, and its thinking
+    as `reasoning_content` when `keep_reasoning`)."""
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[dict] = []
     for k, block in enumerate(content):
         kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
+        if kind == "thinking" and keep_reasoning and isinstance(block.get("thinking"), str):
+            thoughts.append(block["thinking"])
+        elif kind == "text":
             texts.append(block.get("text", ""))
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
@@ -182,12 +204,14 @@ def _assistant_message(content: str | list, where: str) -> dict | None:
     if not text and not calls:
         return None
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if thoughts and "".join(thoughts):
+        message["reasoning_content"] = "".join(thoughts)
     if calls:
         message["tool_calls"] = calls
     return message
 
 
-def translate_messages(system: Any, messages: list[dict]) -> list[dict]:
+def translate_messages(system: Any, messages: list[dict], keep_reasoning: bool = False) -> list[dict]:
     """Anthropic `system` + `messages` → OpenAI `messages`. Raises GatewayError 400."""
     out: list[dict] = []
     if system and (text := system if isinstance(system, str) else "\n\n".join(
@@ -200,7 +224,7 @@ def translate_messages(system: Any, messages: list[dict]) -> list[dict]:
                 out.append({"role": "system", "content": text})
         elif message["role"] == "user":
             out += _user_messages(message["content"], where)
-        elif (assistant := _assistant_message(message["content"], where)) is not None:
+        elif (assistant := _assistant_message(message["content"], where, keep_reasoning)) is not None:
             out.append(assistant)
     return out
 
@@ -235,10 +259,25 @@ def translate_tool_choice(choice: dict, out: dict[str, Any]) -> None:
         out["parallel_tool_calls"] = False
 
 
+def reasoning_effort(thinking: Any, output_config: Any) -> str | None:
+    """OpenAI `reasoning_effort` for Anthropic `thinking` (+ `output_config.effort`), or None."""
+    if not isinstance(thinking, dict):
+        return None
+    kind = thinking.get("type")
+    if kind == "disabled":
+        return "none"
+    if kind == "enabled" and isinstance(thinking.get("budget_tokens"), int):
+        return next((effort for bound, effort in REASONING_BUDGETS if thinking["budget_tokens"] < bound), "high")
+    if kind == "adaptive" and isinstance(output_config, dict):
+        return EFFORTS.get(output_config.get("effort"))
+    return None
+
+
 def translate_request(body: dict[str, Any], target_type: str) -> dict[str, Any]:
     """The chat completion body for a checked Messages request (`parse_request`), for an adapter
     of `target_type` (see the module's table). Raises GatewayError 400."""
-    out: dict[str, Any] = {"model": body["model"], "messages": translate_messages(body.get("system"), body["messages"])}
+    messages = translate_messages(body.get("system"), body["messages"], target_type in REASONING_HISTORY_TYPES)
+    out: dict[str, Any] = {"model": body["model"], "messages": messages}
     out["max_completion_tokens" if target_type in MAX_COMPLETION_TYPES else "max_tokens"] = body["max_tokens"]
     for name in ("temperature", "top_p") + (("top_k",) if target_type in TOP_K_TYPES else ()):
         if body.get(name) is not None:
@@ -255,6 +294,8 @@ def translate_request(body: dict[str, Any], target_type: str) -> dict[str, Any]:
     output_format = (body.get("output_config") or {}).get("format") if isinstance(body.get("output_config"), dict) else None
     if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
         out["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": output_format.get("schema") or {}}}
+    if target_type in REASONING_TYPES and (effort := reasoning_effort(body.get("thinking"), body.get("output_config"))):
+        out["reasoning_effort"] = effort
     if body.get("stream") is True:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
