@@ -1,7 +1,9 @@
 """The Starlette application: the OpenAI-compatible HTTP API of CONTRACT.md §3.
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /healthz`
-(and the config page's routes, when `gateway.admin` is present). CORS preflights are answered
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /healthz`,
+the §10 surfaces of `gateway.api` (`/v1/messages`, `/v1/embeddings`, and the native
+pass-through routes, mounted last because `/v1/{path}` takes whatever no other route serves),
+and the config page's routes, when `gateway.admin` is present. CORS preflights are answered
 without auth.
 
 `create_app(config_path)` loads the config (raising `ConfigError`); `create_app()` reads the
