@@ -236,10 +236,11 @@ def test_gemini_token_create_stream_and_tool_round_trip(gateway, upstreams):
     assert parts == [{"functionResponse": {"name": "get_weather", "response": {"sky": "clear"}}}]
 
 
-def test_error_after_stream_started_is_an_error_event(gateway):
-    c = client(gateway, "gw-gemini")
+@pytest.mark.parametrize("token, model", [("gw-gemini", "midstream-error"), ("gw-openai", "truncated-stream")])
+def test_error_after_stream_started_is_an_error_event(gateway, token, model):
+    c = client(gateway, token)
     with pytest.raises(anthropic.APIStatusError) as caught:
-        with c.messages.stream(model="midstream-error", max_tokens=20, messages=ask("x")) as stream:
+        with c.messages.stream(model=model, max_tokens=20, messages=ask("x")) as stream:
             for _ in stream:
                 pass
     assert caught.value.body["error"]["type"] == "api_error"

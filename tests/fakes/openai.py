@@ -13,6 +13,7 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   client goes away.
 - `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
 - `leak-secret`: a 400 whose message quotes the API key it was sent.
+- `truncated-stream`: streams a little text, then ends without a finish reason or `[DONE]`.
 - `text-only...`: answers with text even when `tools` are offered.
 - `reasoning`: a reasoning model as DeepSeek's OpenAI-compatible API serves it
   (https://api-docs.deepseek.com/guides/reasoning_model): `reasoning_content` in the message
@@ -256,6 +257,9 @@ class FakeOpenAI:
                 raise
         if model == "stall-stream":
             await asyncio.sleep(self.slow_seconds)
+        if model == "truncated-stream":
+            yield delta({"content": "partial"})
+            return
         content, tool_calls = self._answer(body)
         if model == "reasoning":
             for piece in ("Thinking ", "it over."):

@@ -20,6 +20,7 @@ enforces (`lib/streaming/_messages.py`): `message_start` first; each content blo
                                                    usage chunk, which follows it)
     usage chunk                                  message_delta.usage (input, output, cache reads)
     end of stream                                content_block_stop, message_delta, message_stop
+    end of stream without any finish_reason      `error` event (the upstream stream was cut)
     GatewayError mid-stream                      `error` event, Anthropic-shaped
 """
 
@@ -186,6 +187,8 @@ async def message_events(
         async for chunk in chunks:
             for frame in state.feed(chunk):
                 yield frame
+        if state.finish_reason is None:
+            raise from_upstream_status(502, "the upstream stream ended before the message was complete")
     except GatewayError as error:
         log.warning("messages stream ended by upstream error: %s", scrub(error.message))
         yield event("error", error_object(error, scrub))
