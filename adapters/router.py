@@ -231,19 +231,19 @@ class RouterAdapter(Adapter):
 
     async def complete(self, request: ChatRequest) -> Completion:
         """The first member's answer that succeeds, in strategy order (or the fastest, `parallel`)."""
-        members = self.plan()
-        if self.config.router_strategy == "parallel":
-            completion, _ = await self._race(members, lambda m: complete_member(m, request))
-            return completion
-        return await self._first_success(members, lambda m: complete_member(m, request))
+        return await self._answer(lambda m: complete_member(m, request))
 
     async def embed(self, request) -> dict:
         """The first member's embeddings that succeed, failing over as `complete` does."""
+        return await self._answer(lambda m: embed_member(m, request))
+
+    async def _answer(self, attempt: Callable[[Adapter], Awaitable[tuple[T, str]]]) -> T:
+        """`attempt` on the members of this request's plan: in turn, or all at once (`parallel`)."""
         members = self.plan()
         if self.config.router_strategy == "parallel":
-            result, _ = await self._race(members, lambda m: embed_member(m, request))
+            result, _ = await self._race(members, attempt)
             return result
-        return await self._first_success(members, lambda m: embed_member(m, request))
+        return await self._first_success(members, attempt)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         """The stream of the first member that produces a first chunk; then that member's stream

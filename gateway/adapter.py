@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from gateway.errors import (
     GatewayError,
-    invalid_request,
     error_message_from_body,
     from_upstream_status,
+    invalid_request,
     parse_retry_after,
 )
 from gateway.request import ChatRequest
