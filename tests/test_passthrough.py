@@ -212,3 +212,12 @@ def test_wrong_token_kinds_and_served_paths(gateway):
     assert response.status_code == 400 and response.json()["type"] == "error"
     assert httpx.post(f"{gateway}/v1/moderations", json={"input": "x"}).status_code == 401
     assert httpx.get(f"{gateway}/v1/chat/completions", headers={"authorization": "Bearer gw-openai"}).status_code in (404, 405)
+
+
+def test_gemini_key_query_parameter_authenticates_and_is_not_forwarded(gateway, upstreams):
+    fakes, _ = upstreams
+    response = httpx.post(f"{gateway}/gemini/v1beta/models/gemini-2.5-flash:generateContent?key=gw-gemini",
+                          json={"contents": [{"role": "user", "parts": [{"text": "q"}]}]})
+    assert response.status_code == 200 and response.json()["candidates"][0]["content"]["parts"][0]["text"] == "Echo: q"
+    received = fakes["gemini"].recorder.last
+    assert received.query == {} and received.headers["x-goog-api-key"] == GEMINI_KEY
