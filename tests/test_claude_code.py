@@ -4,6 +4,7 @@ sets it up. Claude Code is installed from npm on first run (tests/support/claude
 
 import subprocess
 
+from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 from tests.support import claude_code
 from tests.support.servers import serve_app
@@ -35,3 +36,27 @@ def test_claude_code_answers_through_an_openai_token(gateway_process, tmp_path):
     assert body["messages"][0]["role"] == "system" and "Claude" in body["messages"][0]["content"]
     assert {t["type"] for t in body["tools"]} == {"function"} and any(t["function"]["name"] == "Bash" for t in body["tools"])
     assert "authorization" in chats[-1].headers and chats[-1].headers["authorization"] == f"Bearer {OPENAI_KEY}"
+
+
+def test_claude_code_tool_round_trip_through_a_gemini_token(gateway_process, tmp_path):
+    """The fake Gemini calls Claude Code's first tool (`Agent`) with arguments it does not take;
+    Claude Code answers with a `tool_result` error, which must reach Gemini as a
+    `functionResponse`, whose echo is Claude Code's final answer."""
+    binary = claude_code.install()
+    fake = FakeGemini()
+    with serve_app(fake.app) as upstream:
+        gateway = gateway_process({"tokens": [
+            {"token": "gw-gemini", "type": "gemini", "name": "gemini", "config": {"api_base": upstream, "api_key": fake.api_key, "model": "gemini-2.5-flash"}},
+        ]})
+        home = tmp_path / "home"
+        home.mkdir()
+        result = subprocess.run(
+            [str(binary), "-p", "Use a tool"], cwd=tmp_path, capture_output=True, text=True, timeout=100,
+            env=claude_code.offline_env(home, gateway.base_url, "gw-gemini"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Result: ") and "tool_use_error" in result.stdout
+    first, second = [r.body for r in fake.recorder.requests if r.path.endswith(":streamGenerateContent")][-2:]
+    call = first["contents"][-1]["parts"]
+    assert any("text" in p and "Use a tool" in p["text"] for p in call)
+    assert second["contents"][-2]["parts"][-1]["functionCall"]["name"] == "Agent"
+    assert second["contents"][-1]["parts"][0]["functionResponse"]["name"] == "Agent"
