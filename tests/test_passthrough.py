@@ -101,6 +101,8 @@ def test_openai_sdk_fim_completions_moderations_through_v1(gateway, upstreams):
     assert fakes["openai"].recorder.last.body["model"] == "gpt-3.5-turbo-instruct"  # relayed as sent: no forced model
     pieces = [c.choices[0].text for c in client.completions.create(model="m", prompt="p", stream=True)]
     assert "".join(pieces) == "[completion of: p|]" and len(pieces) == 3
+    images = client.images.generate(model="dall-e-3", prompt="a cat", response_format="b64_json", n=2)
+    assert len(images.data) == 2 and images.data[0].b64_json.startswith("iVBOR") and images.data[0].revised_prompt == "a cat"
     moderation = client.moderations.create(input=["one", "two"])
     assert [r.flagged for r in moderation.results] == [False, False]
     assert fakes["openai"].recorder.last.headers["authorization"] == f"Bearer {OPENAI_KEY}"

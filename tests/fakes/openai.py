@@ -64,6 +64,7 @@ class FakeOpenAI:
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
                 Route("/v1/moderations", self.moderations, methods=["POST"]),
+                Route("/v1/images/generations", self.images, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/embeddings", self.azure_embeddings, methods=["POST"]),
             ]
         )
@@ -172,6 +173,19 @@ class FakeOpenAI:
                                                {"model": form.get("model"), "filename": upload.filename, "size": len(data),
                                                 "sha256": hashlib.sha256(data).hexdigest()}))
         return JSONResponse({"text": f"<{len(data)} bytes of {upload.filename}>"})
+
+    async def images(self, request: Request) -> Response:
+        """`POST /v1/images/generations` (https://platform.openai.com/docs/api-reference/images/create):
+        `n` images (default 1) as `b64_json` (a 1×1 PNG) or `url`, per `response_format`."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        body = received.body if isinstance(received.body, dict) else {}
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            return openai_error(400, "'prompt' is a required property")
+        png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        item = {"url": "https://images.example/fake.png"} if body.get("response_format") == "url" else {"b64_json": png}
+        return JSONResponse({"created": int(time.time()), "data": [dict(item, revised_prompt=body["prompt"]) for _ in range(body.get("n") or 1)]})
 
     async def moderations(self, request: Request) -> Response:
         """`POST /v1/moderations`: nothing is ever flagged."""
