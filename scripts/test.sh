@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Run the test suite on a fresh machine: installs the Python test dependencies and, for the
-# config page's browser tests, Debian's Chromium (Playwright's own browser download is not used),
-# and npm (Claude Code for its test is fetched from the npm registry on first run).
+# config page's browser tests, Debian's Chromium (Playwright's own browser download is not used).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k routing`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +8,10 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
 # Debian packages the tests use: Chromium for the config page, real Redis and PostgreSQL
-# servers for the §8 store tests (the tests start their own servers on loopback).
+# servers for the §8 store tests (the tests start their own servers on loopback), npm to install
+# Claude Code for tests/test_claude_code.py (into ~/.cache/openai-style-api, on first run).
 missing=()
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
@@ -20,15 +21,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages for the tests: ${missing[*]}..."
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-# npm installs Claude Code for tests/test_claude_code.py (into ~/.cache/openai-style-api).
-if ! command -v npm >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  echo "installing Debian's npm for the Claude Code test..."
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
 fi
 
 exec python3 -m pytest "$@"
