@@ -109,6 +109,10 @@ def test_claude_upstream_errors_are_forwarded_unmodified_but_scrubbed(gateway):
     with pytest.raises(anthropic.BadRequestError) as caught:
         c.messages.create(model="leak-secret", max_tokens=8, messages=ask("x"))
     assert ANTHROPIC_KEY not in json.dumps(caught.value.body) and "***" in caught.value.body["error"]["message"]
+    response = httpx.post(f"{gateway}/v1/messages", headers={"x-api-key": "gw-claude", "anthropic-version": "2023-06-01"},
+                          json={"model": "claude-sonnet-4-5", "messages": ask("x")})
+    assert response.status_code == 400  # Anthropic's own check and wording, not the gateway's
+    assert response.json()["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
 
 
 def test_count_tokens_forwarded_for_claude_and_404_otherwise(gateway, upstreams):

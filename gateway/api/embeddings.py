@@ -147,6 +147,8 @@ class EmbeddingsEndpoint:
             adapter = runtime.authenticate(client_token(scope))
             request = parse_embedding_request(await read_body(receive))
             result = encode_vectors(await dispatch.embed(adapter, request), request.encoding_format)
+        except ConnectionResetError:
+            return  # the client went away while sending its body
         except GatewayError as error:
             if error.status >= 500 or error.status == 429:
                 log.warning("embeddings failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))

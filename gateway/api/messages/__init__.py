@@ -24,7 +24,7 @@ from gateway import dispatch
 from gateway.adapter import Adapter
 from gateway.api.asgi import client_token, query_params, read_body, send_bytes
 from gateway.api.messages.errors import error_json, not_found
-from gateway.api.messages.request import estimate_input_tokens, parse_request, translate_request
+from gateway.api.messages.request import check_request, estimate_input_tokens, parse_object, translate_request
 from gateway.api.messages.response import translate_completion
 from gateway.api.messages.stream import message_events
 from gateway.api.relay import forward_headers, relay
@@ -70,14 +70,16 @@ class MessagesEndpoint:
         try:
             adapter = runtime.authenticate(client_token(scope))
             raw = await read_body(receive)
-            body = parse_request(raw) if not self.count_tokens else _parse_count(raw)
-            entry = answering_entry(adapter, body.get("model"))
-            if entry.native_family == "anthropic":  # a claude entry: relayed natively
+            body = parse_object(raw)
+            entry = answering_entry(adapter, body.get("model") if isinstance(body.get("model"), str) else None)
+            if entry.native_family == "anthropic":  # a claude entry: relayed natively, Anthropic checks the body
                 await self._native(entry, adapter, scope, receive, send, raw, body)
             elif self.count_tokens:
                 raise not_found("count_tokens is only available for tokens whose upstream is Anthropic; estimate locally.")
             else:
-                await self._translated(adapter, entry.type_name, body, receive, send)
+                await self._translated(adapter, entry.type_name, check_request(body), receive, send)
+        except ConnectionResetError:
+            return  # the client went away while sending its body
         except GatewayError as error:
             if error.status >= 500 or error.status == 429:
                 log.warning("messages request failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
@@ -109,17 +111,6 @@ class MessagesEndpoint:
         completion = await dispatch.complete(adapter, chat)
         message = translate_completion(completion, body["model"])
         await send_bytes(send, 200, orjson.dumps(message), JSON + _name_header(adapter, dispatch.served_by.get()))
-
-
-def _parse_count(raw: bytes) -> dict:
-    """A count_tokens body: a JSON object (the upstream checks the rest)."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The request body must be a JSON object.")
-    return body
 
 
 def routes(gateway) -> list[Route]:

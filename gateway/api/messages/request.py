@@ -79,15 +79,20 @@ MAX_USER_LENGTH = 256
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
-def parse_request(raw: bytes) -> dict[str, Any]:
-    """The client's JSON body, checked for what every Messages request needs (`model`,
-    `max_tokens`, `messages` of `user`/`assistant` turns). Raises GatewayError 400."""
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """The client's JSON body, which must be an object. Raises GatewayError 400."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise invalid("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
+    return body
+
+
+def check_request(body: dict[str, Any]) -> dict[str, Any]:
+    """`body`, checked for what every Messages request needs before it can be translated
+    (`model`, `max_tokens`, `messages` of `user`/`assistant`/`system` turns). Raises GatewayError 400."""
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise invalid("model: Field required (a string).")
     max_tokens = body.get("max_tokens")
@@ -274,7 +279,7 @@ def reasoning_effort(thinking: Any, output_config: Any) -> str | None:
 
 
 def translate_request(body: dict[str, Any], target_type: str) -> dict[str, Any]:
-    """The chat completion body for a checked Messages request (`parse_request`), for an adapter
+    """The chat completion body for a checked Messages request (`check_request`), for an adapter
     of `target_type` (see the module's table). Raises GatewayError 400."""
     messages = translate_messages(body.get("system"), body["messages"], target_type in REASONING_HISTORY_TYPES)
     out: dict[str, Any] = {"model": body["model"], "messages": messages}
