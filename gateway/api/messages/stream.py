@@ -101,6 +101,7 @@ class MessageStream:
         self.output_chars = 0
 
     def start(self) -> bytes:
+        """`message_start` (usage: the estimated input tokens, output 1, as Anthropic starts) and a `ping`."""
         message = {
             "id": message_id(), "type": "message", "role": "assistant", "model": self.model, "content": [],
             "stop_reason": None, "stop_sequence": None,
