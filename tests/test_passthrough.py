@@ -157,12 +157,14 @@ def test_client_credentials_and_hop_by_hop_headers_are_not_forwarded(gateway, up
         "authorization": "Bearer gw-openai", "x-api-key": "sk-client-xapi", "api-key": "sk-client-azure",
         "x-goog-api-key": "sk-client-goog", "cookie": "session=secret", "proxy-authorization": "Basic abc",
         "forwarded": "for=1.2.3.4", "x-forwarded-for": "1.2.3.4", "connection": "keep-alive, x-hop", "x-hop": "1",
+        "openai-organization": "org-client", "openai-project": "proj-client",
         "x-custom": "kept", "openai-beta": "assistants=v2"})
     assert response.status_code == 200
     received = fakes["openai"].recorder.last
     assert received.query == {"keep": "1"}
     assert received.headers["authorization"] == f"Bearer {OPENAI_KEY}"
-    for name in ("x-api-key", "api-key", "x-goog-api-key", "cookie", "proxy-authorization", "forwarded", "x-forwarded-for", "x-hop"):
+    for name in ("x-api-key", "api-key", "x-goog-api-key", "cookie", "proxy-authorization", "forwarded", "x-forwarded-for", "x-hop",
+                 "openai-organization", "openai-project"):
         assert name not in received.headers, name
     assert received.headers["x-custom"] == "kept" and received.headers["openai-beta"] == "assistants=v2"
     assert "sk-client" not in str(received.headers)

@@ -6,7 +6,8 @@ forwarded, after RFC 9110 §7.6.1 (hop-by-hop fields) and the pass-through rules
 - request headers: all the client's, except hop-by-hop ones (`Connection` and the fields it
   names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, `Trailer`),
   `Host`, `Accept-Encoding` (the transport negotiates its own), `Expect`, every client credential
-  (`Authorization`, `x-api-key`, `api-key`, `x-goog-api-key`, `Cookie`, `Proxy-Authorization`)
+  (`Authorization`, `x-api-key`, `api-key`, `x-goog-api-key`, `Cookie`, `Proxy-Authorization`),
+  the headers that scope a key (`OpenAI-Organization`, `OpenAI-Project`, `X-Goog-User-Project`)
   and `Forwarded` / `X-Forwarded-*` / `X-Real-IP`; the entry then adds its own key;
 - the request body: read whole up to `BUFFERED_BODY_LIMIT` bytes, streamed as it arrives above
   that (large uploads), with its `Content-Type` (multipart boundary included) untouched;
@@ -31,8 +32,10 @@ from gateway.streaming import send_sse
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade", "trailer"})
 CREDENTIALS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "proxy-authorization"})
+# Headers that pick which account or project the entry's key acts for: the entry decides.
+CREDENTIAL_SCOPES = frozenset({"openai-organization", "openai-project", "x-goog-user-project"})
 # `Expect: 100-continue` is answered by the gateway's own server (uvicorn), not passed on.
-REQUEST_DROPPED = HOP_BY_HOP | CREDENTIALS | {"host", "accept-encoding", "expect", "forwarded", "x-real-ip"}
+REQUEST_DROPPED = HOP_BY_HOP | CREDENTIALS | CREDENTIAL_SCOPES | {"host", "accept-encoding", "expect", "forwarded", "x-real-ip"}
 RESPONSE_DROPPED = HOP_BY_HOP | {"set-cookie", "content-encoding"}
 # Request bodies up to this size are read whole (retry-safe); larger ones are streamed.
 BUFFERED_BODY_LIMIT = 1 << 20
