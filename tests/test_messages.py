@@ -101,6 +101,21 @@ def test_claude_token_streams_natively_and_forced_model_is_written_in(gateway, u
     assert fakes["anthropic"].recorder.last.body["model"] == "claude-forced-1"
 
 
+def test_claude_token_tool_round_trip_natively(gateway, upstreams):
+    fakes, _ = upstreams
+    c = client(gateway, "gw-claude")
+    with c.messages.stream(model="claude-sonnet-4-5", max_tokens=50, tools=[WEATHER], messages=ask("Weather?")) as stream:
+        first = stream.get_final_message()
+    assert first.stop_reason == "tool_use" and [b.type for b in first.content] == ["text", "tool_use"]
+    call = first.content[1]
+    assert call.input == {"city": "Paris"} and call.id.startswith("toolu_")
+    followup = [*ask("Weather?"), {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Sunny"}]}]
+    second = c.messages.create(model="claude-sonnet-4-5", max_tokens=50, tools=[WEATHER], messages=followup)
+    assert second.content[0].text == "Tool said: Sunny"
+    assert fakes["anthropic"].recorder.last.body["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": call.id, "content": "Sunny"}
+
+
 def test_claude_upstream_errors_are_forwarded_unmodified_but_scrubbed(gateway):
     c = client(gateway, "gw-claude")
     with pytest.raises(anthropic.RateLimitError) as caught:
