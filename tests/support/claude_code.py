@@ -29,6 +29,9 @@ def install() -> Path:
         root.mkdir(parents=True, exist_ok=True)
         subprocess.run([npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
                         f"@anthropic-ai/claude-code@{VERSION}"], check=True, timeout=900)
+    package = root / "node_modules" / "@anthropic-ai" / "claude-code"
+    if binary.resolve().stat().st_size < 1 << 20:  # still the placeholder: npm skipped the postinstall script
+        subprocess.run(["node", "install.cjs"], cwd=package, check=True, timeout=300)
     return binary
 
 
