@@ -44,6 +44,7 @@ def gateway(upstreams, tmp_path_factory):
         {"token": "gw-mock", "type": "mock", "config": {}},
         {"token": "gw-dead", "type": "proxy", "name": "dead", "internal": True, "config": {"api_base": "http://127.0.0.1:9/v1"}},
         {"token": "gw-router", "type": "router", "config": {"router_strategy": "fallback", "token_pool": ["gw-dead", "gw-gemini"]}},
+        {"token": "gw-by-model", "type": "model-name-router", "config": {"model-2-token": {"embedding-3": "gw-zhipu", "default": "gw-openai"}}},
     ]}
     path = tmp_path_factory.mktemp("embeddings") / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -114,6 +115,15 @@ def test_router_fails_over_for_embeddings(gateway):
                           json={"model": "gemini-embedding-001", "input": ["x"], "encoding_format": "float"})
     assert response.status_code == 200 and response.json()["data"][0]["embedding"] == vector("x", 12)
     assert response.headers["x-gateway-served-by"] == "gemini"
+
+
+def test_model_name_router_picks_the_embeddings_entry_by_model(gateway, upstreams):
+    fakes, _ = upstreams
+    c = sdk(gateway, "gw-by-model")
+    assert c.embeddings.create(model="embedding-3", input="z", dimensions=256).data[0].embedding == vector("z", 256)
+    assert fakes["zhipu"].recorder.last.body["input"] == ["z"]
+    assert c.embeddings.create(model="text-embedding-3-small", input="o").data[0].embedding == vector("o", 8)
+    assert fakes["openai"].recorder.last.body["input"] == "o"
 
 
 def byte_encoding(*args, **kwargs) -> tiktoken.Encoding:
