@@ -31,7 +31,7 @@ from gateway.api import embeddings, messages, passthrough
 from gateway.api.messages import models as anthropic_models
 from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import GatewayError, error_json, error_response, model_not_found
+from gateway.errors import GatewayError, error_json, error_response, model_not_found, retry_after_headers
 from gateway.http import UpstreamHTTP
 from gateway.request import parse_chat_request
 from gateway.runtime import Runtime
@@ -139,7 +139,8 @@ class ChatCompletions:
         except GatewayError as error:
             if error.status >= 500 or error.status == 429:
                 log.warning("chat completion failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-            await _send_json(send, error.status, error_json(error, runtime.scrub), _response_headers(b"application/json", None, None))
+            headers = _response_headers(b"application/json", None, None) + retry_after_headers(error)
+            await _send_json(send, error.status, error_json(error, runtime.scrub), headers)
             return
         except Exception as exc:
             log.exception("chat completion failed unexpectedly: %s", type(exc).__name__)

@@ -67,7 +67,7 @@ def _token(scope) -> str | None:
         (v for k, v in query_params(scope) if k == "key"), None)
 
 
-class PassThrough:
+class NativePassThrough:
     """The pass-through routes of one provider family (`anthropic`, `gemini`, `openai`), as a
     plain ASGI app; `prefix` is the route's fixed part (`/gemini/`, `/v1/`, ...)."""
 
@@ -112,11 +112,11 @@ class PassThrough:
 def routes(gateway) -> list[Route]:
     """The pass-through routes; they must come after every route the gateway serves itself."""
     return [
-        Route("/anthropic/{path:path}", PassThrough(gateway, "anthropic", "/anthropic/"), methods=METHODS),
-        Route("/gemini/{path:path}", PassThrough(gateway, "gemini", "/gemini/"), methods=METHODS),
-        Route("/openai/{path:path}", PassThrough(gateway, "openai", "/openai/"), methods=METHODS),
-        Route("/v1/{path:path}", PassThrough(gateway, "openai", "/v1/"), methods=METHODS),
+        Route("/anthropic/{path:path}", NativePassThrough(gateway, "anthropic", "/anthropic/"), methods=METHODS),
+        Route("/gemini/{path:path}", NativePassThrough(gateway, "gemini", "/gemini/"), methods=METHODS),
+        Route("/openai/{path:path}", NativePassThrough(gateway, "openai", "/openai/"), methods=METHODS),
+        Route("/v1/{path:path}", NativePassThrough(gateway, "openai", "/v1/"), methods=METHODS),
     ]
 
 
-__all__ = ["PassThrough", "checked_path", "routes"]
+__all__ = ["NativePassThrough", "checked_path", "routes"]

@@ -77,7 +77,7 @@ class MessagesEndpoint:
             elif self.count_tokens:
                 raise not_found("count_tokens is only available for tokens whose upstream is Anthropic; estimate locally.")
             else:
-                await self._translated(adapter, entry.type_name, check_request(body), receive, send)
+                await self._translated(adapter, entry, check_request(body), receive, send)
         except ConnectionResetError:
             return  # the client went away while sending its body
         except GatewayError as error:
@@ -100,9 +100,10 @@ class MessagesEndpoint:
         url, headers = native.native_request(self.path, query, headers)
         await relay(native, "POST", url, headers, raw, send, receive, _name_header(adapter, native.name))
 
-    async def _translated(self, adapter: Adapter, target_type: str, body: dict, receive, send) -> None:
+    async def _translated(self, adapter: Adapter, entry: Adapter, body: dict, receive, send) -> None:
+        """Through `gateway.dispatch` to `adapter`; the body is made for `entry`, the one that answers."""
         runtime = self.gateway.runtime
-        chat = ChatRequest.from_body(translate_request(body, target_type))
+        chat = ChatRequest.from_body(translate_request(body, entry.type_name, entry.max_tokens_field))
         if chat.stream:
             first, rest = await dispatch.open_stream(adapter, chat)
             events = message_events(first, rest, body["model"], estimate_input_tokens(body), runtime.scrub)

@@ -7,8 +7,9 @@ right. The result goes through `gateway.dispatch` to whatever adapter the token 
     Anthropic Messages request                   OpenAI chat completion request
     -------------------------------------------  ------------------------------------------------
     model                                        model (the token's config may force another)
-    max_tokens                                   max_completion_tokens (openai, azure), else
-                                                   max_tokens
+    max_tokens                                   the answering entry's `max_tokens_field`
+                                                   (max_completion_tokens for openai and recent
+                                                   azure, else max_tokens)
     system (string or text blocks)               a first `system` message (texts "\\n\\n"-joined)
     messages[role=system] (Claude Code's         a `system` message in its place
       mid-conversation system beta)
@@ -53,8 +54,6 @@ from gateway.api.messages.errors import invalid
 
 # Adapters whose upstream has `top_k` (OpenAI's API refuses it; routers may reach OpenAI).
 TOP_K_TYPES = frozenset({"claude", "gemini"})
-# OpenAI's reasoning models take only `max_completion_tokens`; OpenAI and Azure accept it for all.
-MAX_COMPLETION_TYPES = frozenset({"openai", "azure"})
 
 # Blocks of earlier turns with no chat counterpart: left out rather than refused, so a
 # conversation that used them can go on.
@@ -278,12 +277,13 @@ def reasoning_effort(thinking: Any, output_config: Any) -> str | None:
     return None
 
 
-def translate_request(body: dict[str, Any], target_type: str) -> dict[str, Any]:
+def translate_request(body: dict[str, Any], target_type: str, max_tokens_field: str = "max_tokens") -> dict[str, Any]:
     """The chat completion body for a checked Messages request (`check_request`), for an adapter
-    of `target_type` (see the module's table). Raises GatewayError 400."""
+    of `target_type` whose limit field is `max_tokens_field` (see the module's table). Raises
+    GatewayError 400."""
     messages = translate_messages(body.get("system"), body["messages"], target_type in REASONING_HISTORY_TYPES)
     out: dict[str, Any] = {"model": body["model"], "messages": messages}
-    out["max_completion_tokens" if target_type in MAX_COMPLETION_TYPES else "max_tokens"] = body["max_tokens"]
+    out[max_tokens_field] = body["max_tokens"]
     for name in ("temperature", "top_p") + (("top_k",) if target_type in TOP_K_TYPES else ()):
         if body.get(name) is not None:
             out[name] = body[name]
