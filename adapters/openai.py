@@ -161,6 +161,7 @@ class OpenAICompatible(Adapter):
         except orjson.JSONDecodeError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            self._raise_error_body(response.content, response.headers)  # a 200 that is an error (resellers)
             raise from_upstream_status(502, "the upstream's embeddings answer is not OpenAI's format")
         return data
 

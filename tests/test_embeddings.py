@@ -158,5 +158,6 @@ def test_errors(gateway):
         response = httpx.post(f"{gateway}/v1/embeddings", headers={"authorization": "Bearer gw-openai"}, json=body)
         assert response.status_code == 400 and response.json()["error"]["param"] == param, body
     assert httpx.post(f"{gateway}/v1/embeddings", json={"input": "a"}).status_code == 401
-    response = httpx.post(f"{gateway}/v1/embeddings", headers={"authorization": "Bearer gw-openai"}, json={"model": "status-429", "input": "a"})
-    assert response.status_code == 429
+    for model in ("status-429", "json-rate"):  # json-rate: a 200 whose body is OpenAI's rate-limit error
+        response = httpx.post(f"{gateway}/v1/embeddings", headers={"authorization": "Bearer gw-openai"}, json={"model": model, "input": "a"})
+        assert response.status_code == 429, model

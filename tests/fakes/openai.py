@@ -159,6 +159,9 @@ class FakeOpenAI:
             return openai_error(400, "you must provide a model parameter")
         if model.startswith("status-"):
             return openai_error(int(model.split("-", 1)[1]), "Scenario error")
+        if model.startswith("json-") and model[5:] in ERROR_KINDS:  # a reseller's 200 error body
+            type_, code, _ = ERROR_KINDS[model[5:]]
+            return JSONResponse({"error": {"message": f"Scenario {model}", "type": type_, "param": None, "code": code}})
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             return openai_error(400, f"Invalid value for 'encoding_format': '{encoding}'.")
