@@ -209,13 +209,18 @@ def test_redirects_are_not_followed(gateway, upstreams):
 def test_wrong_token_kinds_and_served_paths(gateway):
     headers = {"authorization": "Bearer gw-router"}
     response = httpx.post(f"{gateway}/v1/moderations", headers=headers, json={"input": "x"})
+    assert response.status_code == 404 and "'router'" in response.json()["error"]["message"]
+    response = httpx.post(f"{gateway}/openai/moderations", headers=headers, json={"input": "x"})
     assert response.status_code == 400 and "'router'" in response.json()["error"]["message"]
     response = httpx.post(f"{gateway}/openai/moderations", headers={"authorization": "Bearer gw-gemini"}, json={"input": "x"})
     assert response.status_code == 400 and "'gemini'" in response.json()["error"]["message"]
     response = httpx.post(f"{gateway}/anthropic/v1/messages", headers={"x-api-key": "gw-openai"}, json={})
     assert response.status_code == 400 and response.json()["type"] == "error"
     assert httpx.post(f"{gateway}/v1/moderations", json={"input": "x"}).status_code == 401
-    assert httpx.get(f"{gateway}/v1/chat/completions", headers={"authorization": "Bearer gw-openai"}).status_code in (404, 405)
+    response = httpx.get(f"{gateway}/v1/chat/completions", headers={"authorization": "Bearer gw-openai"})
+    assert response.status_code == 405 and response.headers["allow"] == "POST" and response.json()["error"]["code"] == "method_not_allowed"
+    response = httpx.post(f"{gateway}/v1/chat/other", headers={"authorization": "Bearer gw-openai"}, json={})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_gemini_key_query_parameter_authenticates_and_is_not_forwarded(gateway, upstreams):

@@ -15,7 +15,9 @@ character, `@`, a scheme (`http:`, `://`), or a percent-encoded `.`, `/`, `\\`, 
 The client presents its gateway token as its SDK does (`Authorization: Bearer`, `x-api-key`,
 `api-key`, `x-goog-api-key` or Gemini's `?key=`); its credentials never go upstream, the
 entry's own key does (`gateway.api.relay` has the header, body, redirect and streaming rules).
-Only tokens whose entry is one provider of the route's family pass through (not routers).
+Only tokens whose entry is one provider of the route's family pass through (not routers);
+other tokens get 400 on the named routes and, on `/v1/{path}`, the 404 of an unknown URL. A
+`/v1` path another route serves with other methods is routing's 405, as if this route were not there.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import logging
 import re
 
-from starlette.routing import Route
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from gateway.api.asgi import client_token, header, query_params, send_bytes
 from gateway.api.messages import errors as anthropic_errors
@@ -80,15 +83,32 @@ class NativePassThrough:
         scrub = self.gateway.runtime.scrub
         return anthropic_errors.error_json(error, scrub) if self.family == "anthropic" else error_json(error, scrub)
 
+    def _served_elsewhere(self, scope) -> None:
+        """For `/v1/{path}`: raise routing's 405 when another route serves this path with other
+        methods, and 404 for the paths the gateway keeps for itself (`SERVED_V1`), so they get
+        the answers routing gives (OpenAI-shaped by the app's HTTP error handlers)."""
+        allowed: set[str] = set()
+        for route in scope["app"].router.routes:
+            if isinstance(route, Route) and not isinstance(route.app, NativePassThrough) and route.matches(scope)[0] == Match.PARTIAL:
+                allowed |= route.methods or set()
+        if allowed:
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
+        if scope["path"][len(self.prefix):].split("/", 1)[0] in SERVED_V1:
+            raise HTTPException(404)
+
     async def __call__(self, scope, receive, send) -> None:
         runtime = self.gateway.runtime
+        if self.prefix == "/v1/":
+            self._served_elsewhere(scope)
         try:
             raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
             path = checked_path(raw_path[len(self.prefix):] if raw_path.startswith(self.prefix) else raw_path,
                                 scope["path"][len(self.prefix):])
-            if self.prefix == "/v1/" and path.split("/", 1)[0] in SERVED_V1:
-                raise GatewayError(404, f"Unknown request URL: {scope['method']} {scope['path']}.", code="unknown_url")
             adapter = runtime.authenticate(_token(scope))
+            if self.prefix == "/v1/" and (adapter.is_router or adapter.native_family != self.family):
+                raise GatewayError(404, f"Invalid URL ({scope['method']} {scope['path']}): the /v1 paths the gateway does not serve "
+                                        f"itself pass through for one openai, proxy or azure entry; this token's type is "
+                                        f"'{adapter.type_name}'.", code="not_found")
             if adapter.is_router or adapter.native_family != self.family:
                 raise GatewayError(400, f"{self.prefix}* passes through to one {FAMILY_TYPES[self.family]} entry; this token's type is "
                                         f"'{adapter.type_name}'.", code="passthrough_unsupported")
