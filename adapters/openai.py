@@ -39,7 +39,18 @@ class ProxyConfig(OpenAIConfig):
 
 
 class OpenAICompatible(Adapter):
-    """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors."""
+    """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors.
+
+    Streams ask the upstream for usage (`stream_options.include_usage: true`, CONTRACT.md §6)
+    even when the client did not; `gateway.streaming.sse_body` reads that usage chunk and drops
+    it again for such clients. An upstream that rejects `stream_options` (a 400/422 naming it:
+    some OpenAI-compatible servers do) is asked again without it, and this entry stops sending
+    it until the config is reloaded; its streams are then counted from the text sent.
+    """
+
+    def __init__(self, entry, runtime) -> None:
+        super().__init__(entry, runtime)
+        self.ask_stream_usage = True
 
     def endpoint(self) -> str:
         raise NotImplementedError
@@ -50,12 +61,16 @@ class OpenAICompatible(Adapter):
     def translate_error(self, status: int, body: bytes, headers) -> GatewayError:
         return from_upstream_status(status, error_message_from_body(body), parse_retry_after(headers.get("retry-after")))
 
-    def upstream_body(self, request: ChatRequest) -> bytes:
+    def upstream_body(self, request: ChatRequest, ask_usage: bool = False) -> bytes:
         """The client's bytes as sent when nothing needs filling in (no re-encoding), else the
-        body with the forced model and sampling defaults."""
-        if not self._defaults and self.model_for(request) == request.model:
+        body with the forced model, sampling defaults and (`ask_usage`) `stream_options.include_usage`."""
+        if not ask_usage and not self._defaults and self.model_for(request) == request.model:
             return request.raw
-        return orjson.dumps(self.prepared_body(request))
+        body = self.prepared_body(request)
+        if ask_usage:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return orjson.dumps(body)
 
     async def complete(self, request: ChatRequest) -> Completion:
         response = await self.runtime.http.request(
@@ -66,13 +81,21 @@ class OpenAICompatible(Adapter):
         return response.content
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
-        async with self.runtime.http.stream(
-            "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request), proxies=self.config.proxies
-        ) as upstream:
-            if upstream.status >= 400:
-                raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
-            async for chunk in upstream.aiter_bytes():
-                yield chunk
+        ask_usage = self.ask_stream_usage and not request.include_usage
+        while True:
+            async with self.runtime.http.stream(
+                "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request, ask_usage),
+                proxies=self.config.proxies,
+            ) as upstream:
+                if upstream.status >= 400:
+                    body = await upstream.aread()
+                    if ask_usage and upstream.status in (400, 422) and b"stream_options" in body:
+                        self.ask_stream_usage = ask_usage = False  # this server refuses it: ask again without
+                        continue
+                    raise self.translate_error(upstream.status, body, upstream.headers)
+                async for chunk in upstream.aiter_bytes():
+                    yield chunk
+                return
 
 
 @register("openai")

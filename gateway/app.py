@@ -29,6 +29,10 @@ from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, error_json, error_response, model_not_found
 from gateway.http import UpstreamHTTP
+from gateway.keys import views as key_views
+from gateway.keys.guard import CLIENT_GONE, SINK_KEY
+from gateway.keys.restore import restore_budgets
+from gateway.observability.request_id import RequestIdMiddleware, request_id_of
 from gateway.request import parse_chat_request
 from gateway.runtime import Runtime
 from gateway.store import Database, database_url
@@ -49,6 +53,21 @@ class Gateway:
         self.runtime = Runtime(config, self.http)
         # §8: the SQL store (usage, stored responses); started in the app's lifespan.
         self.database = Database(database_url(config.settings.database, path))
+
+    @property
+    def usage_sink(self):
+        """Where usage events go (§6): a `gateway.usage.events.UsageSink`; the ledger writer
+        replaces the default in-memory one. Kept across config reloads."""
+        return self.runtime.state[SINK_KEY]
+
+    @usage_sink.setter
+    def usage_sink(self, sink) -> None:
+        self.runtime.state[SINK_KEY] = sink
+
+    @property
+    def metrics(self):
+        """The §7 metrics (`gateway.observability.metrics.Metrics`), kept across reloads."""
+        return self.runtime.guard.metrics
 
     def apply(self, config: GatewayConfig) -> None:
         """Serve `config` from now on; requests in flight keep the runtime they started with."""
@@ -95,29 +114,60 @@ class ChatCompletions:
 
     async def __call__(self, scope, receive, send) -> None:
         runtime = self.gateway.runtime
+        rid = request_id_of(scope["headers"])
+        rid_header = (b"x-request-id", rid.encode())
         adapter = None
         try:
             adapter = runtime.authenticate(presented_token(auth_headers(scope["headers"])))
-            chat = parse_chat_request(await _read_body(receive))
-            if chat.stream:
-                first, rest = await dispatch.open_stream(adapter, chat)
-                headers = _response_headers(b"text/event-stream", adapter.name, dispatch.served_by.get())
-                headers += SSE_HEADERS
-                await send_sse(send, receive, headers, sse_body(first, rest, chat.include_usage, runtime.scrub))
-                return
-            completion = await dispatch.complete(adapter, chat)
+            guard = runtime.guard
+            client = scope.get("client")
+            where = {"request_id": rid, "path": scope["path"], "client": client[0] if client else None}
+            try:
+                chat = parse_chat_request(await _read_body(receive))
+            except GatewayError as error:
+                guard.failed(adapter, error, **where)
+                raise
+            ticket = guard.admit(adapter, model=chat.model or _chosen_model(adapter), body=chat.body, stream=chat.stream, **where)
+            with ticket:
+                if chat.stream:
+                    first, rest = await dispatch.open_stream(adapter, chat)
+                    headers = _response_headers(b"text/event-stream", adapter.name, dispatch.served_by.get())
+                    headers += SSE_HEADERS
+                    headers += ticket.headers
+                    headers.append(rid_header)
+                    body = sse_body(first, rest, chat.include_usage, runtime.scrub, ticket.meter)
+                    if not await send_sse(send, receive, headers, body):
+                        ticket.status, ticket.error_code = CLIENT_GONE, "client_closed_request"
+                    return
+                completion = await dispatch.complete(adapter, chat)
+                if isinstance(completion, bytes):
+                    ticket.meter.take_json(completion)
+                    body = completion
+                else:
+                    ticket.meter.take(completion.get("usage"))
+                    body = orjson.dumps(completion)
+                headers = _response_headers(b"application/json", adapter.name, dispatch.served_by.get())
+                headers += ticket.headers
+                headers.append(rid_header)
+                await _send_json(send, 200, body, headers)
         except GatewayError as error:
-            if error.status >= 500 or error.status == 429:
+            if error.status >= 500 or (error.status == 429 and error.code == "rate_limit_exceeded" and not error.headers):
                 log.warning("chat completion failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-            await _send_json(send, error.status, error_json(error, runtime.scrub), _response_headers(b"application/json", None, None))
-            return
+            headers = _response_headers(b"application/json", None, None)
+            if error.headers:
+                headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+            headers.append(rid_header)
+            await _send_json(send, error.status, error_json(error, runtime.scrub), headers)
         except Exception as exc:
             log.exception("chat completion failed unexpectedly: %s", type(exc).__name__)
             error = GatewayError(500, "The gateway failed to handle the request.", type="api_error", code="internal_error")
-            await _send_json(send, 500, error_json(error), _response_headers(b"application/json", None, None))
-            return
-        body = completion if isinstance(completion, bytes) else orjson.dumps(completion)
-        await _send_json(send, 200, body, _response_headers(b"application/json", adapter.name, dispatch.served_by.get()))
+            await _send_json(send, 500, error_json(error), _response_headers(b"application/json", None, None) + [rid_header])
+
+
+def _chosen_model(adapter) -> str | None:
+    """The model an entry uses for a request that names none (None for routers)."""
+    config_model = getattr(adapter.config, "model", None)
+    return config_model or adapter.default_model
 
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
@@ -156,7 +206,11 @@ def _model_object(model_id: str, owner: str) -> dict:
 async def _models_of(request: Request) -> tuple[Runtime, list[dict]]:
     runtime: Runtime = request.app.state.gateway.runtime
     adapter = runtime.authenticate(presented_token(request.headers))
+    runtime.guard.check_expiry(adapter)
     ids = await adapter.list_models()
+    limits = adapter.entry.limits
+    if limits is not None and limits.models is not None:
+        ids = [m for m in ids if limits.allows(m)]  # §6: filtered to the allowlist
     return runtime, [_model_object(m, adapter.type_name) for m in dict.fromkeys(ids)]
 
 
@@ -181,6 +235,9 @@ async def retrieve_model(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    reasons = request.app.state.gateway.runtime.guard.store.health()
+    if reasons:
+        return _json({"status": "degraded", "reasons": reasons})
     return _json({"status": "ok"})
 
 
@@ -197,6 +254,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette):
         await gateway.database.start()
+        await restore_budgets(gateway)
         yield
         await gateway.http.aclose()
         await gateway.database.close()
@@ -207,8 +265,10 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *key_views.routes(),
     ]
     middleware = [
+        Middleware(RequestIdMiddleware),
         Middleware(
             CORSMiddleware,
             allow_origins=config.settings.cors_allow_origins,

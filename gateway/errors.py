@@ -60,6 +60,8 @@ class GatewayError(Exception):
         self.param = param
         self.failover = failover
         self.retry_after = retry_after
+        # Extra response headers (the limits' retry-after, x-should-retry, x-ratelimit-*).
+        self.headers: dict[str, str] | None = None
 
     def body(self) -> dict:
         """The `{"error": {...}}` object for this error."""
@@ -242,5 +244,7 @@ def error_json(error: GatewayError, scrub: Scrubber | None = None) -> bytes:
 
 
 def error_response(error: GatewayError, scrub: Scrubber | None = None, headers: dict | None = None) -> Response:
-    """An HTTP response for `error`, its message scrubbed of secrets."""
+    """An HTTP response for `error`, its message scrubbed of secrets, with `error.headers` added."""
+    if error.headers:
+        headers = {**error.headers, **(headers or {})}
     return Response(error_json(error, scrub), status_code=error.status, media_type="application/json", headers=headers)
