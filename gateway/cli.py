@@ -46,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["GATEWAY_ADMIN_TOKEN"] = generate_token()
         announce_generated_token(os.environ["GATEWAY_ADMIN_TOKEN"])
 
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # §7: one /metrics view over all workers (prometheus_client's multiprocess mode); set
+        # before the workers start, in a fresh directory.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
+
     import uvicorn
 
     uvicorn.run(
