@@ -153,6 +153,12 @@ def events(gateway, name):
     return [e for e in gateway.usage_sink.events if e.token_name == name]
 
 
+def settled(gateway, name, count):
+    """The usage event of `name` once `count` are recorded (settling follows the last byte sent)."""
+    wait_until(lambda: len(events(gateway, name)) >= count, what=f"usage event #{count} of {name}")
+    return events(gateway, name)[count - 1]
+
+
 def chat(base, token, model="gpt-4o-mini", **extra):
     return httpx.post(f"{base}/v1/chat/completions", headers={"authorization": f"Bearer {token}"},
                       json={"model": model, "messages": [{"role": "user", "content": "hello"}], **extra}, timeout=30)
@@ -239,6 +245,7 @@ def test_fifty_simultaneous_requests_against_a_budget_worth_five(gateway, upstre
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.json()["error"]["code"] == "insufficient_quota" and refused.headers["x-should-retry"] == "false"
     # settled with the real usage (10 tokens each): the reservations were given back
+    settled(gw, {"sk-team-tokens": "tight", "sk-team-usd": "usd"}[token], 50)
     report = httpx.get(f"{base}/key/info", headers={"authorization": f"Bearer {token}"}).json()
     assert report["usage"]["requests"] == 5 and report["usage"]["tokens"] == 50 and report["usage"]["in_flight"] == 0
 
@@ -250,10 +257,11 @@ def test_stream_without_include_usage_is_counted_and_the_usage_chunk_hidden(gate
     gw, base = gateway
     fake = upstreams[0]["openai"]
     client = openai.OpenAI(api_key="sk-team-bob", base_url=f"{base}/v1", max_retries=0)
+    before = len(events(gw, "bob"))
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a b c"}], stream=True))
     assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
     assert fake.recorder.last.body["stream_options"] == {"include_usage": True}
-    event = events(gw, "bob")[-1]
+    event = settled(gw, "bob", before + 1)
     assert (event.prompt_tokens, event.completion_tokens, event.estimated, event.stream, event.status) == (9, 12, False, True, 200)
     assert event.served_by == "bob" and event.provider == "proxy" and event.ttft_ms is not None
 
@@ -261,22 +269,24 @@ def test_stream_without_include_usage_is_counted_and_the_usage_chunk_hidden(gate
 def test_stream_with_include_usage_keeps_the_usage_chunk(gateway):
     gw, base = gateway
     client = openai.OpenAI(api_key="sk-team-bob", base_url=f"{base}/v1", max_retries=0)
+    before = len(events(gw, "bob"))
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a"}], stream=True,
                                                  stream_options={"include_usage": True}))
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
-    assert events(gw, "bob")[-1].completion_tokens == 12
+    assert settled(gw, "bob", before + 1).completion_tokens == 12
 
 
 def test_upstream_refusing_stream_options_still_streams_estimated(gateway, upstreams):
     gw, base = gateway
     strict = upstreams[0]["strict"]
     client = openai.OpenAI(api_key="sk-team-strict", base_url=f"{base}/v1", max_retries=0)
+    before = len(events(gw, "strict"))
     for _ in range(2):
         text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "count"}], stream=True))
         assert text == "one two three"
     assert ["stream_options" in b for b in strict.bodies] == [True, False, False]  # asked once, then not again
-    event = events(gw, "strict")[-1]
+    event = settled(gw, "strict", before + 2)
     assert event.estimated and event.completion_tokens > 0 and event.prompt_tokens > 0
 
 
@@ -290,8 +300,7 @@ def test_cut_stream_is_counted_from_the_text_sent(gateway, upstreams):
         got = [next(lines) for _ in range(12)]
     assert any(line.startswith("data:") for line in got)
     assert fake.recorder.wait_for_event("disconnect")
-    wait_until(lambda: len(events(gw, "bob")) > before, what="usage event of the cut stream")
-    event = events(gw, "bob")[-1]
+    event = settled(gw, "bob", before + 1)
     assert event.estimated and event.completion_tokens >= 3 and event.status == 499
 
 
@@ -306,12 +315,13 @@ def test_usage_of_every_adapter_type(gateway, name, stream):
     gw, base = gateway
     client = openai.OpenAI(api_key=f"sk-ad-{name}", base_url=f"{base}/v1", max_retries=0)
     messages = [{"role": "user", "content": "hello there"}]
+    before = len(events(gw, name))
     if stream:
         chunks = list(client.chat.completions.create(model=MODELS[name], messages=messages, stream=True))
         assert all(c.usage is None for c in chunks)  # not asked for: not shown
     else:
         usage = client.chat.completions.create(model=MODELS[name], messages=messages).usage
-    event = events(gw, name)[-1]
+    event = settled(gw, name, before + 1)
     assert event.status == 200 and event.stream is stream and not event.estimated
     assert event.prompt_tokens > 0 and event.completion_tokens > 0
     if not stream:
@@ -326,6 +336,7 @@ def test_key_info_billing_paths_and_admin_keys(gateway):
     gw, base = gateway
     for _ in range(2):
         assert chat(base, "sk-team-monthly", model="mock").status_code == 200
+    settled(gw, "monthly", 2)
     auth = {"authorization": "Bearer sk-team-monthly"}
     info = httpx.get(f"{base}/key/info", headers=auth).json()
     assert info["name"] == "monthly" and info["max_budget"] == 10.0 and info["token_budget"] == 1000
@@ -393,7 +404,9 @@ def test_metrics_parse_and_hold_only_config_labels(gateway, caplog):
 def test_access_log_and_usage_events_hold_no_secret(gateway, caplog):
     gw, base = gateway
     with caplog.at_level(logging.INFO, logger="gateway.access"):
+        before = len(events(gw, "bob"))
         chat(base, "sk-team-bob")
+        settled(gw, "bob", before + 1)
         chat(base, "sk-team-old", model="mock")
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.access"]
     assert len(lines) == 2
@@ -406,11 +419,12 @@ def test_access_log_and_usage_events_hold_no_secret(gateway, caplog):
 
 def test_every_response_carries_a_request_id(gateway):
     gw, base = gateway
-    sane = chat(base, "sk-team-bob", **{}) if False else httpx.post(
+    before = len(events(gw, "bob"))
+    sane = httpx.post(
         f"{base}/v1/chat/completions", headers={"authorization": "Bearer sk-team-bob", "x-request-id": "my-trace.42"},
         json={"messages": [{"role": "user", "content": "x"}]})
     assert sane.headers["x-request-id"] == "my-trace.42"
-    assert events(gw, "bob")[-1].request_id == "my-trace.42"
+    assert settled(gw, "bob", before + 1).request_id == "my-trace.42"
     odd = httpx.post(f"{base}/v1/chat/completions", headers={"authorization": "Bearer sk-team-bob", "x-request-id": "bad id\t<script>"},
                      json={"messages": [{"role": "user", "content": "x"}]})
     assert odd.headers["x-request-id"].startswith("req_")
