@@ -51,7 +51,7 @@ from gateway.keys import pricing
 from gateway.keys.limits import KeyLimits, iso, period_end, period_start, zone
 from gateway.keys.meter import UsageMeter, estimate_prompt, output_limit
 from gateway.keys.store import Ask, CounterStore, Grant, MemoryCounterStore, Refusal, Window
-from gateway.observability.metrics import NONE, Metrics
+from gateway.observability.metrics import NONE, Metrics, new_metrics
 from gateway.usage.events import UsageEvent, UsageSink
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class Guard:
         self.runtime = runtime
         self.settings = runtime.settings
         self.store: CounterStore = state.setdefault(STORE_KEY, MemoryCounterStore())
-        self.metrics: Metrics = state.get(METRICS_KEY) or state.setdefault(METRICS_KEY, Metrics())
+        self.metrics: Metrics = state.get(METRICS_KEY) or state.setdefault(METRICS_KEY, new_metrics())
         state.setdefault(SINK_KEY, NullSink())
         self.state = state
         self.tz = zone(runtime.settings.timezone)
@@ -371,7 +371,8 @@ class Ticket:
         if self.grant is not None:
             guard.store.settle(self.grant, prompt + completion, cost, now)
         elif not refused:
-            guard.store.record(entry.key, guard.period(entry, self.now)[0], prompt + completion, cost)
+            start = guard.period(entry, self.now)[0] if entry.limits is not None else 0.0
+            guard.store.record(entry.key, start, prompt + completion, cost)
         duration = time.perf_counter() - self.started
         ttft = (meter.first_at - self.started) if meter.first_at else None
         event = UsageEvent(
