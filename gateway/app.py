@@ -116,7 +116,7 @@ class ChatCompletions:
         runtime = self.gateway.runtime
         rid = request_id_of(scope["headers"])
         rid_header = (b"x-request-id", rid.encode())
-        adapter = None
+        adapter = ticket = None
         try:
             adapter = runtime.authenticate(presented_token(auth_headers(scope["headers"])))
             guard = runtime.guard
@@ -156,6 +156,8 @@ class ChatCompletions:
             headers = _response_headers(b"application/json", None, None)
             if error.headers:
                 headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+            elif ticket is not None:
+                headers += ticket.headers  # an upstream error after admission: still the token's windows
             headers.append(rid_header)
             await _send_json(send, error.status, error_json(error, runtime.scrub), headers)
         except Exception as exc:

@@ -111,6 +111,8 @@ def _config(urls, fakes) -> dict:
         {"token": "sk-team-alice", "name": "alice", "type": "proxy", "config": {"api_base": f"{urls['openai']}/v1", **oa},
          "models": ["gpt-4o-mini"], "rpm_limit": 3},
         {"token": "sk-team-bob", "name": "bob", "type": "proxy", "config": {"api_base": f"{urls['openai']}/v1", **oa}},
+        {"token": "sk-team-carol", "name": "carol", "type": "proxy", "config": {"api_base": f"{urls['openai']}/v1", **oa},
+         "rpm_limit": 1000},
         {"token": "sk-team-old", "name": "old", "type": "mock", "expires": "2020-01-01"},
         {"token": "sk-team-tokens", "name": "tight", "type": "proxy", "config": {"api_base": f"{urls['gated']}/v1"},
          "token_budget": 5 * RESERVE},
@@ -431,3 +433,31 @@ def test_every_response_carries_a_request_id(gateway):
     for response in (httpx.get(f"{base}/healthz"), httpx.get(f"{base}/v1/models"), chat(base, "nope")):
         assert response.headers["x-request-id"].startswith("req_")
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+
+
+def test_counters_survive_a_config_reload(gateway):
+    gw, base = gateway
+    before = httpx.get(f"{base}/key/info", headers={"authorization": "Bearer sk-team-monthly"}).json()["usage"]
+    gw.apply(gw.runtime.config)  # what the config page and the file watcher do on a save
+    after = httpx.get(f"{base}/key/info", headers={"authorization": "Bearer sk-team-monthly"}).json()["usage"]
+    assert after == before and after["requests"] > 0
+
+
+def test_upstream_error_after_admission_keeps_the_rate_limit_headers(gateway):
+    gw, base = gateway
+    gw.runtime.state[CLOCK_KEY] = FakeClock(T0 + 7200)
+    try:
+        _carol_errors(gw, base)
+    finally:
+        del gw.runtime.state[CLOCK_KEY]
+
+
+def _carol_errors(gw, base):
+    failed = chat(base, "sk-team-carol", model="status-500")
+    assert failed.status_code == 502 and failed.headers["x-ratelimit-limit-requests"] == "1000"
+    assert settled(gw, "carol", 1).status == 502 and events(gw, "carol")[0].error_code == "upstream_error"
+    malformed = httpx.post(f"{base}/v1/chat/completions", headers={"authorization": "Bearer sk-team-carol"},
+                           json={"messages": [{"role": "user", "content": "x"}], "stream": "yes"})
+    assert malformed.status_code == 400  # refused before admission: recorded, nothing reserved
+    assert settled(gw, "carol", 2).error_code is None and events(gw, "carol")[1].status == 400
+    assert chat(base, "sk-team-carol").headers["x-ratelimit-remaining-requests"] == "998"

@@ -60,3 +60,24 @@ def test_insufficient_quota_is_not_retried(gateway, fake_openai):
     assert info.value.response.headers["x-should-retry"] == "false"
     assert _calls(fake, "quota-marker") == 1
     assert _rejections(gateway, "quota") == 1  # one refusal: the SDK did not try again
+
+
+def test_metrics_are_one_view_over_two_workers(gateway_process, fake_openai):
+    _, url = fake_openai
+    gateway = gateway_process({"settings": {"log_level": "warning", "metrics": {"public": True}}, "tokens": [
+        {"token": "sk-team-w2", "name": "w2", "type": "proxy", "config": {"api_base": f"{url}/v1", "api_key": "sk-upstream-secret-key-0123456789"}},
+    ]})
+    gateway.stop()
+    proc = type(gateway)(gateway.cmd[gateway.cmd.index("--config") + 1], args=["--workers", "2"]).start()
+    try:
+        with httpx.Client(base_url=proc.base_url) as client:
+            for _ in range(20):  # new connections: uvicorn's workers share the socket
+                httpx.post(f"{proc.base_url}/v1/chat/completions", headers={"authorization": "Bearer sk-team-w2"},
+                           json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "w2"}]})
+            for _ in range(4):  # whichever worker answers the scrape sees every worker's counts
+                text = client.get("/metrics", headers={"connection": "close"}).text
+                total = sum(s.value for f in text_string_to_metric_families(text) if f.name == "gateway_requests"
+                            for s in f.samples if s.labels.get("token_name") == "w2")
+                assert total == 20
+    finally:
+        proc.stop()

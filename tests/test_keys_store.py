@@ -153,6 +153,8 @@ def test_openai_duration_format():
 def test_usage_read_from_json_bytes_and_sse_tap_hides_usage_chunk():
     body = b'{"id":"x","choices":[{"message":{"content":"{usage}"}}],"usage":{"prompt_tokens":9,"completion_tokens":12,"prompt_tokens_details":{"cached_tokens":3}}}'
     assert usage_in_json(body)["prompt_tokens"] == 9
+    big = body.replace(b'"{usage}"', b'"' + b'usage: {"prompt_tokens": 1} ' * 300 + b'"')
+    assert len(big) > 4096 and usage_in_json(big)["prompt_tokens_details"] == {"cached_tokens": 3}
     meter = UsageMeter()
     tap = SSEUsageTap(meter, hide_usage=True)
     stream = (b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'

@@ -93,15 +93,19 @@ def go_duration(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
+_HEADER_NAMES = {
+    kind: (f"x-ratelimit-limit-{kind}".encode(), f"x-ratelimit-remaining-{kind}".encode(), f"x-ratelimit-reset-{kind}".encode())
+    for kind in ("requests", "tokens")
+}
+
+
 def _window_headers(requests: Window | None, tokens: Window | None) -> list[tuple[bytes, bytes]]:
     out = []
     for kind, window in (("requests", requests), ("tokens", tokens)):
         if window is not None:
-            out += [
-                (f"x-ratelimit-limit-{kind}".encode(), str(window.limit).encode()),
-                (f"x-ratelimit-remaining-{kind}".encode(), str(window.remaining).encode()),
-                (f"x-ratelimit-reset-{kind}".encode(), go_duration(window.reset).encode()),
-            ]
+            limit, remaining, reset = _HEADER_NAMES[kind]
+            out += [(limit, b"%d" % window.limit), (remaining, b"%d" % window.remaining),
+                    (reset, go_duration(window.reset).encode())]
     return out
 
 
@@ -140,6 +144,7 @@ class Guard:
         self.tz = zone(runtime.settings.timezone)
         self.reserve_default = runtime.settings.limits.default_output_reserve
         self.entries: dict[str, EntryGuard] = {}
+        self._periods: dict = {}
         self.types: dict[str, str] = {}
         self.models: set[str] = set()
         for token, adapter in runtime.adapters.items():
@@ -188,10 +193,17 @@ class Guard:
         return OTHER
 
     def period(self, entry: EntryGuard, now: float) -> tuple[float, float | None]:
-        """The entry's current budget period `(start, end)` (lifetime: `(0.0, None)`)."""
+        """The entry's current budget period `(start, end)` (lifetime: `(0.0, None)`); cached
+        per duration until the period ends."""
         duration = entry.limits.budget_duration if entry.limits is not None else None
+        if duration is None:
+            return 0.0, None
+        cached = self._periods.get(duration)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached
         start = period_start(duration, now, self.tz)
-        return start, period_end(duration, start, self.tz)
+        found = self._periods[duration] = (start, period_end(duration, start, self.tz))
+        return found
 
     def report(self, adapter: Adapter, now: float | None = None) -> dict[str, Any]:
         """An entry's name, limits, expiry, this period's usage and what is left of its budgets

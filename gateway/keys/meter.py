@@ -141,18 +141,27 @@ def _int(value: Any) -> int:
 
 
 def usage_in_json(body: bytes) -> dict | None:
-    """The `usage` object of a JSON answer: found from the end (OpenAI puts it last) and parsed
-    alone; the whole body is parsed only when that fails. None when there is none."""
+    """The `usage` object of an OpenAI-format JSON answer. A small answer is parsed whole
+    (orjson is fastest there); in a large one the usage object is found from the end (OpenAI
+    puts it last; the answer's text comes before it), its extent found with a few `bytes.find`
+    calls and that slice alone parsed. None when there is none."""
+    if len(body) <= 4096:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return data.get("usage") if isinstance(data, dict) else None
     at = body.rfind(b'"usage"')
     if at < 0:
         return None
     match = _USAGE_OBJECT.match(body, at)
     if match is None:
         return None
-    end = _object_end(body, match.end() - 1)
+    start = match.end() - 1
+    end = _object_end(body, start)
     if end is not None:
         try:
-            return orjson.loads(body[match.end() - 1 : end])
+            return orjson.loads(body[start:end])
         except orjson.JSONDecodeError:
             pass
     try:
@@ -163,16 +172,18 @@ def usage_in_json(body: bytes) -> dict | None:
 
 
 def _object_end(body: bytes, start: int) -> int | None:
-    """Index after the `}` closing the object opening at `start` (usage holds no strings with braces)."""
-    depth = 0
-    for i in range(start, min(len(body), start + 4096)):
-        ch = body[i]
-        if ch == 0x7B:
-            depth += 1
-        elif ch == 0x7D:
-            depth -= 1
-            if depth == 0:
-                return i + 1
+    """Index after the `}` closing the object opening at `start` (a usage object holds numbers
+    and nested objects only, no strings with braces)."""
+    depth, pos = 1, start + 1
+    for _ in range(16):
+        close = body.find(b"}", pos)
+        if close < 0:
+            return None
+        opens = body.count(b"{", pos, close)
+        depth += opens - 1
+        pos = close + 1
+        if depth == 0:
+            return pos
     return None
 
 
