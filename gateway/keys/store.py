@@ -208,13 +208,15 @@ class MemoryCounterStore(CounterStore):
         if ask.max_parallel is not None and c.in_flight >= ask.max_parallel:
             # No clock says when a slot frees up; one second is the suggested wait.
             refusals.append(Refusal(PARALLEL, ask.max_parallel, c.in_flight, 1, 1.0))
-        requests = _window(c.requests_tat, ask.rpm_limit, now) if ask.rpm_limit is not None else None
-        tokens = _window(c.tokens_tat, ask.tpm_limit, now) if ask.tpm_limit is not None else None
         if refusals:
             # A spent budget wins (waiting does not help), then the longest wait.
             refusal = max(refusals, key=lambda r: (r.quota, r.retry_after is None, r.retry_after or 0.0))
-            refusal.requests, refusal.tokens = requests, tokens
+            if ask.rpm_limit is not None:
+                refusal.requests = _window(c.requests_tat, ask.rpm_limit, now)
+            if ask.tpm_limit is not None:
+                refusal.tokens = _window(c.tokens_tat, ask.tpm_limit, now)
             return refusal
+        requests = tokens = None
         if new_rtat is not None:
             c.requests_tat = new_rtat
             requests = _window(new_rtat, ask.rpm_limit, now)
