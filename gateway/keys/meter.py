@@ -31,6 +31,8 @@ def estimate_tokens(text: str) -> int:
     if not text:
         return 0
     chars = len(text)
+    if text.isascii():
+        return -(-chars // 4)
     extra = len(text.encode("utf-8")) - chars  # 1-3 extra bytes per non-ASCII character
     other = min(chars, (extra + 1) // 2)
     return math.ceil((chars - other) / 4) + other
