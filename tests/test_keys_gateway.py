@@ -461,3 +461,24 @@ def _carol_errors(gw, base):
     assert malformed.status_code == 400  # refused before admission: recorded, nothing reserved
     assert settled(gw, "carol", 2).error_code is None and events(gw, "carol")[1].status == 400
     assert chat(base, "sk-team-carol").headers["x-ratelimit-remaining-requests"] == "998"
+
+
+def test_usage_dropped_follows_the_sinks_own_count(gateway):
+    gw, base = gateway
+    original = gw.usage_sink
+
+    class Overflowing:
+        dropped = 7
+
+        def record(self, event):
+            self.dropped += 1
+
+    sink = gw.usage_sink = Overflowing()
+    try:
+        chat(base, "sk-team-bob")
+        wait_until(lambda: sink.dropped == 8, what="the event to reach the sink")
+        text = httpx.get(f"{base}/metrics", headers={"authorization": f"Bearer {ADMIN}"}).text
+    finally:
+        gw.usage_sink = original
+    dropped = [s.value for f in text_string_to_metric_families(text) if f.name == "gateway_usage_dropped" for s in f.samples]
+    assert dropped == [8.0]

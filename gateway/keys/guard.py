@@ -158,10 +158,16 @@ class Guard:
                 self.models.update(entry.limits.models)
             self.models.update(getattr(adapter.config, "model_2_token", None) or ())
         self.members = {ref for adapter in runtime.adapters.values() for ref in type(adapter).references(adapter.config)}
-        self.metrics.before_render[:] = [self._export_cooling]
+        self.metrics.before_render[:] = [self._export_state]
 
-    def _export_cooling(self, metrics: Metrics) -> None:
+    def _export_state(self, metrics: Metrics) -> None:
+        """At scrape time: router members' cooldowns, and the usage sink's count of dropped
+        events (a sink that keeps one as `dropped`, as the ledger writer does)."""
         from gateway import health
+
+        dropped = getattr(self.sink, "dropped", None)
+        if isinstance(dropped, int):
+            metrics.set_dropped(dropped)
 
         book, policy = health.book(self.state), self.settings.cooldown
         metrics.set_cooling((self.runtime.adapters[t].name, book.is_cooling(t, policy)) for t in self.members

@@ -113,6 +113,13 @@ class SharedMetrics:
         for name, cooling in states:
             self._child(self.cooling, (name,)).set(1 if cooling else 0)
 
+    def set_dropped(self, total: int) -> None:
+        """Bring `gateway_usage_dropped_total` up to the usage sink's own count of dropped events."""
+        seen = getattr(self, "_dropped_seen", 0)
+        if total > seen:
+            self.usage_dropped.inc(total - seen)
+            self._dropped_seen = total
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (all workers' in multiprocess mode)."""
         for hook in self.before_render:
@@ -213,6 +220,11 @@ class Metrics:
         """Set `gateway_upstream_cooling` for each `(member name, cooling)`."""
         for name, cooling in states:
             self._cooling[name] = 1 if cooling else 0
+
+    def set_dropped(self, total: int) -> None:
+        """Bring `gateway_usage_dropped_total` up to the usage sink's own count of dropped events."""
+        if total > self.usage_dropped.value:
+            self.usage_dropped.value = float(total)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
