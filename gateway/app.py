@@ -154,7 +154,7 @@ class ChatCompletions:
             except GatewayError as error:
                 guard.failed(adapter, error, **where)
                 raise
-            ticket = guard.admit(adapter, model=chat.model or _chosen_model(adapter), body=chat.body, stream=chat.stream, **where)
+            ticket = await guard.admit(adapter, model=chat.model or _chosen_model(adapter), body=chat.body, stream=chat.stream, **where)
             with ticket:
                 if chat.stream:
                     first, rest = await dispatch.open_stream(adapter, chat)

@@ -482,3 +482,46 @@ def test_usage_dropped_follows_the_sinks_own_count(gateway):
         gw.usage_sink = original
     dropped = [s.value for f in text_string_to_metric_families(text) if f.name == "gateway_usage_dropped" for s in f.samples]
     assert dropped == [8.0]
+
+
+class AsyncStore:
+    """A shared-backend stand-in: the memory store's operations as coroutines (as Redis's are)."""
+
+    def __init__(self) -> None:
+        from gateway.keys.store import MemoryCounterStore
+
+        self.inner = MemoryCounterStore()
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+        if name == "health":
+            return method
+
+        async def call(*args):
+            self.calls.append(name)
+            await asyncio.sleep(0)
+            return method(*args)
+
+        return call
+
+
+def test_an_async_counter_store_is_awaited(gateway):
+    from gateway.keys.guard import STORE_KEY
+
+    gw, base = gateway
+    original = gw.runtime.state[STORE_KEY]
+    store = gw.runtime.state[STORE_KEY] = AsyncStore()
+    gw.apply(gw.runtime.config)
+    gw.runtime.state[CLOCK_KEY] = FakeClock(T0 + 10_000)
+    try:
+        answers = [chat(base, "sk-team-alice") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert answers[2].headers["x-ratelimit-remaining-requests"] == "0"
+        wait_until(lambda: store.calls.count("settle") == 3, what="settlements on the async store")
+        info = httpx.get(f"{base}/key/info", headers={"authorization": "Bearer sk-team-alice"}).json()
+        assert info["usage"]["requests"] == 3 and "usage" in store.calls
+    finally:
+        del gw.runtime.state[CLOCK_KEY]
+        gw.runtime.state[STORE_KEY] = original
+        gw.apply(gw.runtime.config)

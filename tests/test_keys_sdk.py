@@ -81,3 +81,16 @@ def test_metrics_are_one_view_over_two_workers(gateway_process, fake_openai):
                 assert total == 20
     finally:
         proc.stop()
+
+
+def test_workers_with_limits_need_redis(write_config):
+    import subprocess
+    import sys
+
+    from tests.support.servers import ROOT
+
+    path = write_config({"tokens": [{"token": "sk-x", "name": "x", "type": "mock", "rpm_limit": 5}]})
+    done = subprocess.run([sys.executable, str(ROOT / "open-api.py"), "--config", str(path), "--workers", "2", "--port", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "needs settings.redis_url" in done.stderr and "'x'" in done.stderr and "sk-x" not in done.stderr

@@ -4,8 +4,8 @@ Every surface (chat completions, Responses, Anthropic Messages, embeddings, pass
 the same two steps around its upstream call::
 
     guard = runtime.guard
-    ticket = guard.admit(adapter, model=model, body=body, stream=stream, surface="chat",
-                         request_id=request_id, path=path, client=client_addr)
+    ticket = await guard.admit(adapter, model=model, body=body, stream=stream, surface="chat",
+                               request_id=request_id, path=path, client=client_addr)
     # raises GatewayError: 401 expired (x-should-retry: false), 404 model_not_found,
     # 429 rate_limit_exceeded (retry-after, retry-after-ms) or insufficient_quota
     # (x-should-retry: false); `error.headers` holds the headers to answer with.
@@ -31,12 +31,18 @@ sink, counts the §7 metrics and writes the `gateway.access` log line.
 Tokens without counter limits (no rpm/tpm/parallel/budget field) skip the counter store: their
 admission is the expiry and allowlist checks only, and their usage is added to the period
 totals in memory. A refused request reserves nothing and counts against nothing.
+
+The counter store may be synchronous (`MemoryCounterStore`) or asynchronous (a shared backend
+such as Redis): `admit` awaits a reservation that is awaitable; a settlement that is awaitable
+runs as a task of its own (shielded from the request's cancellation), so it never delays the
+answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import logging
 import math
 import time
@@ -145,6 +151,7 @@ class Guard:
         self.reserve_default = runtime.settings.limits.default_output_reserve
         self.entries: dict[str, EntryGuard] = {}
         self._periods: dict = {}
+        self._pending: set[asyncio.Future] = set()
         self.types: dict[str, str] = {}
         self.models: set[str] = set()
         for token, adapter in runtime.adapters.items():
@@ -211,13 +218,15 @@ class Guard:
         found = self._periods[duration] = (start, period_end(duration, start, self.tz))
         return found
 
-    def report(self, adapter: Adapter, now: float | None = None) -> dict[str, Any]:
+    async def report(self, adapter: Adapter, now: float | None = None) -> dict[str, Any]:
         """An entry's name, limits, expiry, this period's usage and what is left of its budgets
         (`/key/info`, `/admin/api/keys`). Never the token."""
         entry = self.entry(adapter)
         now = self.clock() if now is None else now
         start, end = self.period(entry, now)
         usage = self.store.usage(entry.key, start)
+        if inspect.isawaitable(usage):
+            usage = await usage
         limits = entry.limits or KeyLimits()
         out = {"name": entry.name, **limits.as_dict()}
         out["expired"] = limits.expires is not None and now >= limits.expires
@@ -238,7 +247,7 @@ class Guard:
 
     # -- admission ---------------------------------------------------------------------------
 
-    def admit(self, adapter: Adapter, *, model: str | None, body: dict | None = None, prompt_tokens: int | None = None,
+    async def admit(self, adapter: Adapter, *, model: str | None, body: dict | None = None, prompt_tokens: int | None = None,
               max_output: int | None = None, stream: bool = False, surface: str = "chat", request_id: str = "",
               path: str | None = None, client: str | None = None) -> Ticket:
         """Check expiry and the allowlist, reserve against every counter; a `Ticket` to settle.
@@ -272,6 +281,8 @@ class Guard:
         ask = Ask(entry.key, prompt_tokens + output, cost, limits.rpm_limit, limits.tpm_limit,
                   limits.max_parallel_requests, limits.max_budget, limits.token_budget, start)
         result = self.store.reserve(ask, now)
+        if inspect.isawaitable(result):
+            result = await result
         if isinstance(result, Refusal):
             raise ticket.refuse(self._refusal_error(result, model), result.reason,
                                 _window_headers(result.requests, result.tokens))
@@ -303,6 +314,12 @@ class Guard:
                                   f"{go_duration(wait)}.", type=RATE_LIMIT, code="rate_limit_exceeded", retry_after=wait)
         error.headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
         return error
+
+    def background(self, work) -> None:
+        """Run a shared store's settlement as its own task (kept referenced until done)."""
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def failed(self, adapter: Adapter, error: GatewayError, *, model: str | None = None, stream: bool = False,
                surface: str = "chat", request_id: str = "", path: str | None = None, client: str | None = None) -> None:
@@ -386,11 +403,14 @@ class Ticket:
         model = self.model
         cost = pricing.cost_usd(model, provider, prompt, completion, cached) if (prompt or completion) else 0.0
         now = guard.clock()
+        done = None
         if self.grant is not None:
-            guard.store.settle(self.grant, prompt + completion, cost, now)
+            done = guard.store.settle(self.grant, prompt + completion, cost, now)
         elif not refused:
             start = guard.period(entry, self.now)[0] if entry.limits is not None else 0.0
-            guard.store.record(entry.key, start, prompt + completion, cost)
+            done = guard.store.record(entry.key, start, prompt + completion, cost)
+        if done is not None and inspect.isawaitable(done):
+            guard.background(done)
         duration = time.perf_counter() - self.started
         ttft = (meter.first_at - self.started) if meter.first_at else None
         event = UsageEvent(

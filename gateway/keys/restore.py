@@ -8,6 +8,7 @@ present this does nothing (and says so at debug level). One query per distinct p
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,8 @@ async def restore_budgets(gateway: Gateway, period_totals=None) -> int:
             found = totals.get(entry.name)
             if found:
                 cost, tokens = found[0], found[1]
-                guard.store.seed(entry.key, since, int(tokens or 0), float(cost or 0.0))
+                done = guard.store.seed(entry.key, since, int(tokens or 0), float(cost or 0.0))
+                if inspect.isawaitable(done):
+                    await done
                 seeded += 1
     return seeded

@@ -111,7 +111,10 @@ class PeriodUsage:
 
 
 class CounterStore:
-    """The interface every counter backend implements (see the module docstring)."""
+    """The interface every counter backend implements (see the module docstring).
+
+    A backend's methods may be plain (the memory store) or coroutines (a shared store such as
+    Redis, where each is one round trip): `gateway.keys.guard` awaits what is awaitable."""
 
     def reserve(self, ask: Ask, now: float) -> Grant | Refusal:
         """Take `ask` from every counter at once, or nothing (returning why)."""

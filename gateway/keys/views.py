@@ -50,7 +50,7 @@ async def key_info(request: Request) -> Response:
         runtime, adapter = _holder(request)
     except GatewayError as error:
         return error_response(error)
-    return _json(runtime.guard.report(adapter))
+    return _json(await runtime.guard.report(adapter))
 
 
 async def billing_subscription(request: Request) -> Response:
@@ -96,7 +96,7 @@ async def billing_usage(request: Request) -> Response:
             except Exception as exc:
                 log.warning("could not read usage totals: %s", type(exc).__name__)
     if cost is None:
-        cost = guard.report(adapter)["usage"]["cost_usd"]
+        cost = (await guard.report(adapter))["usage"]["cost_usd"]
     return _json({"object": "list", "total_usage": round(cost * 100, 4)})
 
 
@@ -121,7 +121,7 @@ async def admin_keys(request: Request) -> Response:
     now = guard.clock()
     data = []
     for adapter in runtime.adapters.values():
-        report = guard.report(adapter, now)
+        report = await guard.report(adapter, now)
         report["type"] = adapter.entry.type
         report["internal"] = adapter.entry.internal
         data.append(report)
