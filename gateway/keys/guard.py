@@ -44,7 +44,6 @@ import asyncio
 import hashlib
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -52,11 +51,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway import dispatch
-from gateway.errors import INVALID_REQUEST, RATE_LIMIT, GatewayError, model_not_found
+from gateway.errors import INVALID_REQUEST, GatewayError, model_not_found
 from gateway.keys import pricing
+from gateway.keys.answers import expired, go_duration, refusal_error, window_headers
 from gateway.keys.limits import KeyLimits, iso, period_end, period_start, zone
 from gateway.keys.meter import UsageMeter, estimate_prompt, output_limit
-from gateway.keys.store import Ask, CounterStore, Grant, MemoryCounterStore, Refusal, Window
+from gateway.keys.store import Ask, CounterStore, Grant, MemoryCounterStore, Refusal
 from gateway.observability.metrics import NONE, Metrics, new_metrics
 from gateway.usage.events import UsageEvent, UsageSink
 
@@ -87,39 +87,6 @@ class NullSink:
 def token_key(token: str) -> str:
     """The counters' key for a token: a digest, so neither the store nor its keys hold the token."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
-
-
-def go_duration(seconds: float) -> str:
-    """OpenAI's (Go's) duration format for `x-ratelimit-reset-*`: `12ms`, `1s`, `17.5s`, `6m0s`."""
-    ms = max(0, math.ceil(seconds * 1000))
-    if ms < 1000:
-        return f"{ms}ms"
-    minutes, ms = divmod(ms, 60000)
-    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
-_HEADER_NAMES = {
-    kind: (f"x-ratelimit-limit-{kind}".encode(), f"x-ratelimit-remaining-{kind}".encode(), f"x-ratelimit-reset-{kind}".encode())
-    for kind in ("requests", "tokens")
-}
-
-
-def _window_headers(requests: Window | None, tokens: Window | None) -> list[tuple[bytes, bytes]]:
-    out = []
-    for kind, window in (("requests", requests), ("tokens", tokens)):
-        if window is not None:
-            limit, remaining, reset = _HEADER_NAMES[kind]
-            out += [(limit, b"%d" % window.limit), (remaining, b"%d" % window.remaining),
-                    (reset, go_duration(window.reset).encode())]
-    return out
-
-
-def _expired(expires: float) -> GatewayError:
-    error = GatewayError(401, f"This API key expired at {iso(expires)}; ask the gateway's admin for a new one.",
-                         code="invalid_api_key")
-    error.headers = {"x-should-retry": "false"}
-    return error
 
 
 class EntryGuard:
@@ -243,7 +210,7 @@ class Guard:
         """Raise the §6 401 (with `x-should-retry: false`) when the entry is past `expires`."""
         limits = adapter.entry.limits
         if limits is not None and limits.expires is not None and self.clock() >= limits.expires:
-            raise _expired(limits.expires)
+            raise expired(limits.expires)
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -260,7 +227,7 @@ class Guard:
             return ticket
         now = ticket.now
         if limits.expires is not None and now >= limits.expires:
-            raise ticket.refuse(_expired(limits.expires), "expired")
+            raise ticket.refuse(expired(limits.expires), "expired")
         if not limits.allows(model):
             raise ticket.refuse(model_not_found(model or ""), "model")
         if not entry.counters:
@@ -284,36 +251,12 @@ class Guard:
         if inspect.isawaitable(result):
             result = await result
         if isinstance(result, Refusal):
-            raise ticket.refuse(self._refusal_error(result, model), result.reason,
-                                _window_headers(result.requests, result.tokens))
+            raise ticket.refuse(refusal_error(result, model), result.reason,
+                                window_headers(result.requests, result.tokens))
         ticket.grant = result
-        ticket.headers = _window_headers(result.requests, result.tokens)
+        ticket.headers = window_headers(result.requests, result.tokens)
         ticket.start()
         return ticket
-
-    @staticmethod
-    def _refusal_error(refusal: Refusal, model: str | None) -> GatewayError:
-        if refusal.quota:
-            what = "spend budget (USD)" if refusal.reason == "budget" else "token budget"
-            error = GatewayError(429, f"You exceeded your current quota: this key's {what} for the period is spent "
-                                      f"(limit {refusal.limit:g}, used {refusal.used:g}). Ask the gateway's admin for more.",
-                                 type="insufficient_quota", code="insufficient_quota")
-            error.headers = {"x-should-retry": "false"}
-            return error
-        names = {"rpm": "requests per min (RPM)", "tpm": "tokens per min (TPM)", "parallel": "requests in flight"}
-        on = f" for {model}" if model else ""
-        if refusal.retry_after is None:
-            error = GatewayError(429, f"Request too large{on} on {names[refusal.reason]}: Limit {refusal.limit:g}, "
-                                      f"Requested {refusal.requested:g}. Send a shorter prompt or a smaller max_tokens.",
-                                 type=RATE_LIMIT, code="rate_limit_exceeded")
-            error.headers = {"x-should-retry": "false"}
-            return error
-        wait = refusal.retry_after
-        error = GatewayError(429, f"Rate limit reached{on} on {names[refusal.reason]}: Limit {refusal.limit:g}, "
-                                  f"Used {refusal.used:g}, Requested {refusal.requested:g}. Please try again in "
-                                  f"{go_duration(wait)}.", type=RATE_LIMIT, code="rate_limit_exceeded", retry_after=wait)
-        error.headers = {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
-        return error
 
     def background(self, work) -> None:
         """Run a shared store's settlement as its own task (kept referenced until done)."""
