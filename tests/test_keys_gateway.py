@@ -525,3 +525,45 @@ def test_an_async_counter_store_is_awaited(gateway):
         del gw.runtime.state[CLOCK_KEY]
         gw.runtime.state[STORE_KEY] = original
         gw.apply(gw.runtime.config)
+
+
+# -- the other surfaces go through the same guard ---------------------------------------------
+
+
+def test_embeddings_are_limited_and_counted(gateway):
+    gw, base = gateway
+    gw.runtime.state[CLOCK_KEY] = FakeClock(T0 + 20_000)
+    try:
+        before = len(events(gw, "carol"))
+        answers = [httpx.post(f"{base}/v1/embeddings", headers={"authorization": "Bearer sk-team-carol"},
+                              json={"model": "text-embedding-3-small", "input": ["hello world", "again"]}) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert answers[1].headers["x-ratelimit-limit-requests"] == "1000"
+        event = settled(gw, "carol", before + 1)
+        assert event.surface == "embeddings" and event.prompt_tokens > 0 and event.completion_tokens == 0
+    finally:
+        del gw.runtime.state[CLOCK_KEY]
+    expired = httpx.post(f"{base}/v1/embeddings", headers={"authorization": "Bearer sk-team-old"}, json={"input": "x"})
+    assert expired.status_code == 401 and expired.headers["x-should-retry"] == "false"
+
+
+def test_anthropic_messages_are_limited_and_counted(gateway):
+    gw, base = gateway
+    gw.runtime.state[CLOCK_KEY] = FakeClock(T0 + 30_000)
+    body = {"model": "mock", "max_tokens": 50, "messages": [{"role": "user", "content": "hi there"}]}
+    try:
+        before = len(events(gw, "pool"))
+        ok = httpx.post(f"{base}/v1/messages", headers={"x-api-key": "sk-ad-pool", "anthropic-version": "2023-06-01"}, json=body)
+        assert ok.status_code == 200 and ok.headers["x-ratelimit-limit-requests"] == "1000"
+        event = settled(gw, "pool", before + 1)
+        assert event.surface == "messages" and event.prompt_tokens > 0 and event.completion_tokens > 0 and not event.estimated
+        streamed = httpx.post(f"{base}/v1/messages", headers={"x-api-key": "sk-ad-pool", "anthropic-version": "2023-06-01"},
+                              json={**body, "stream": True})
+        assert "message_stop" in streamed.text
+        event = settled(gw, "pool", before + 2)
+        assert event.stream and event.completion_tokens > 0 and not event.estimated
+    finally:
+        del gw.runtime.state[CLOCK_KEY]
+    refused = httpx.post(f"{base}/v1/messages", headers={"x-api-key": "sk-team-alice", "anthropic-version": "2023-06-01"},
+                         json={**body, "model": "claude-opus-4-1"})
+    assert refused.status_code == 404 and refused.json()["type"] == "error"

@@ -334,7 +334,7 @@ class Ticket:
         guard, meter, entry = self.guard, self.meter, self.entry
         if self.in_flight is not None:
             self.in_flight.dec()
-        if meter.reported or meter.events or meter.completion_chars:
+        if meter.reported or meter.events or meter.completion_chars or meter.unread:
             if meter.prompt_estimate is None and not meter.reported and self.body is not None:
                 meter.prompt_estimate = estimate_prompt(self.body)
             prompt, completion, cached, reasoning, estimated = meter.final()
@@ -373,6 +373,25 @@ class Ticket:
             line["path"] = self.path
             access_log.info(orjson.dumps(line).decode())
         return event
+
+
+def request_context(scope) -> dict[str, Any]:
+    """`request_id`, `path` and `client` of an ASGI scope, as `admit` / `failed` take them (the
+    request id set by `RequestIdMiddleware` on the Starlette path, else the client's or a new one)."""
+    from gateway.observability.request_id import request_id_of
+
+    state = scope.get("state") or {}
+    client = scope.get("client")
+    return {"request_id": state.get("request_id") or request_id_of(scope["headers"]), "path": scope.get("path"),
+            "client": client[0] if client else None}
+
+
+def limit_headers(error: GatewayError, ticket: Ticket | None = None) -> list[tuple[bytes, bytes]]:
+    """The headers an error answer carries: a refusal's own (`retry-after`, `x-should-retry`,
+    `x-ratelimit-*`), else the admitted request's `x-ratelimit-*`."""
+    if error.headers:
+        return [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    return list(ticket.headers) if ticket is not None else []
 
 
 def guard_of(runtime: Runtime) -> Guard:

@@ -78,7 +78,7 @@ class UsageMeter:
     usage was seen; until then `completion_chars`/`events` feed the estimate."""
 
     __slots__ = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "reported",
-                 "completion_chars", "events", "prompt_estimate", "first_at", "error_code")
+                 "completion_chars", "events", "prompt_estimate", "first_at", "error_code", "unread")
 
     def __init__(self, prompt_estimate: int | None = None) -> None:
         self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.reasoning_tokens = 0
@@ -88,6 +88,7 @@ class UsageMeter:
         self.prompt_estimate = prompt_estimate
         self.first_at: float | None = None  # perf_counter() when the first byte went to the client (streams)
         self.error_code: str | None = None  # an error that ended a stream after it started
+        self.unread = False
 
     def take(self, usage: Any) -> None:
         """Adopt an OpenAI `usage` object (ignored when it is not one)."""
@@ -125,12 +126,19 @@ class UsageMeter:
                     if isinstance(args, str):
                         self.completion_chars += len(args)
 
+    def mark_unread(self) -> None:
+        """The answer went by without being read (a native relay): `final()` then counts the
+        prompt estimate and no completion, marked `estimated`."""
+        self.unread = True
+
     def final(self, prompt_fallback: int = 0) -> tuple[int, int, int, int, bool]:
         """`(prompt, completion, cached, reasoning, estimated)`: the reported usage, else an
         estimate from the prompt estimate and the text (or, for raw streams, the events) sent."""
         if self.reported:
             return self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.reasoning_tokens, False
         prompt = self.prompt_estimate if self.prompt_estimate is not None else prompt_fallback
+        if self.unread and not self.events and not self.completion_chars:
+            return prompt, 0, 0, 0, True
         if self.completion_chars:
             completion = math.ceil(self.completion_chars / 4)
         else:
@@ -242,3 +250,34 @@ class SSEUsageTap:
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return rest
+
+
+def meter_stream(first, rest, meter: UsageMeter):
+    """`(first, rest)` of an opened adapter stream (`gateway.dispatch.open_stream`), passed on
+    unchanged in content while `meter` reads it: translated chunks through `see_chunk`, raw
+    OpenAI SSE bytes through an `SSEUsageTap` that hides nothing (event-aligned bytes). For
+    surfaces that re-encode a chat stream themselves (Anthropic Messages)."""
+    import time
+
+    tap = SSEUsageTap(meter, hide_usage=False) if first is not None and not isinstance(first, dict) else None
+
+    def see(item):
+        if meter.first_at is None:
+            meter.first_at = time.perf_counter()
+        if isinstance(item, dict):
+            meter.see_chunk(item)
+            return item
+        return tap.feed(item) if tap is not None else item
+
+    async def more():
+        try:
+            async for item in rest:
+                out = see(item)
+                if out:
+                    yield out
+            if tap is not None and (tail := tap.flush()):
+                yield tail
+        finally:
+            await rest.aclose()
+
+    return (see(first) if first is not None else None), more()
