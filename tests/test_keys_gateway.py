@@ -567,3 +567,17 @@ def test_anthropic_messages_are_limited_and_counted(gateway):
     refused = httpx.post(f"{base}/v1/messages", headers={"x-api-key": "sk-team-alice", "anthropic-version": "2023-06-01"},
                          json={**body, "model": "claude-opus-4-1"})
     assert refused.status_code == 404 and refused.json()["type"] == "error"
+
+
+def test_native_pass_through_respects_the_keys_limits(gateway):
+    gw, base = gateway
+    gw.runtime.state[CLOCK_KEY] = FakeClock(T0 + 40_000)
+    try:
+        before = len(events(gw, "carol"))
+        passed = httpx.get(f"{base}/openai/models", headers={"authorization": "Bearer sk-team-carol"})
+        assert passed.status_code == 200 and passed.headers["x-ratelimit-limit-requests"] == "1000"
+        event = settled(gw, "carol", before + 1)
+        assert event.surface == "passthrough" and event.estimated
+    finally:
+        del gw.runtime.state[CLOCK_KEY]
+    assert httpx.get(f"{base}/openai/models", headers={"authorization": "Bearer sk-team-alice"}).status_code == 404  # has an allowlist
