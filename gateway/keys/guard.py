@@ -248,7 +248,7 @@ class Guard:
         ask = Ask(entry.key, prompt_tokens + output, cost, limits.rpm_limit, limits.tpm_limit,
                   limits.max_parallel_requests, limits.max_budget, limits.token_budget, start)
         result = self.store.reserve(ask, now)
-        if inspect.isawaitable(result):
+        if not isinstance(result, (Grant, Refusal)):  # a shared store's coroutine
             result = await result
         if isinstance(result, Refusal):
             raise ticket.refuse(refusal_error(result, model), result.reason,
