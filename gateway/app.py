@@ -66,7 +66,6 @@ class Gateway:
         # §6: usage events are queued here and written in batches by a background task.
         self.usage = UsageLedger.from_settings(self.database, config.settings.usage)
         self.usage_sink = self.usage  # settlement (gateway/keys) hands its events to the ledger
-        self.metrics.before_render.append(self.usage.report_dropped)
         prices.configure(config.settings.prices)
         # §8: the shared Redis (read at start; a change of redis_url needs a restart).
         self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None

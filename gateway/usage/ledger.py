@@ -133,7 +133,6 @@ class UsageLedger:
         self.prune_seconds = prune_seconds
         self.clock = clock
         self.dropped = 0
-        self._reported_dropped = 0
         self.written = 0
         self.write_errors = 0
         self.rejected = 0
@@ -182,14 +181,6 @@ class UsageLedger:
     def failing(self) -> bool:
         """True from a failed background write until the next one succeeds."""
         return self._failing
-
-    def report_dropped(self, metrics) -> None:
-        """A `Metrics.before_render` hook (gateway/observability/metrics.py): add the events
-        dropped since the last scrape to `gateway_usage_dropped_total` (`metrics.usage_dropped`)."""
-        dropped = self.dropped
-        if dropped > self._reported_dropped:
-            metrics.usage_dropped.inc(dropped - self._reported_dropped)
-            self._reported_dropped = dropped
 
     # -- writing ----------------------------------------------------------------------------
 
