@@ -217,7 +217,10 @@ async def sse_body(
         yield DONE
         return
     finally:
-        await rest.aclose()
+        try:
+            await rest.aclose()
+        except Exception as exc:  # a failing clean-up must not cut the stream short of [DONE]
+            log.warning("closing the upstream stream failed: %s", type(exc).__name__)
     if translated:
         yield DONE
 
