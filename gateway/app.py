@@ -34,7 +34,7 @@ from gateway.middleware import HTTP_ERROR_HANDLERS, LiveCORS
 from gateway.request import OFFLOAD_BYTES, parse_chat_request, parse_large_chat_request
 from gateway.runtime import Runtime
 from gateway.store import Database, database_url
-from gateway.store.redis import SharedRedis
+from gateway.store.redis import SHARED_REDIS_KEY, SharedRedis
 from gateway.store.shared_health import SharedHealth
 from gateway.streaming import send_sse, sse_body
 
@@ -55,6 +55,8 @@ class Gateway:
         self.database = Database(database_url(config.settings.database, path))
         # §8: the shared Redis (read at start; a change of redis_url needs a restart).
         self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None
+        if self.redis is not None:
+            self.runtime.state[SHARED_REDIS_KEY] = self.redis
         self.shared_health: SharedHealth | None = None
 
     async def start(self) -> None:

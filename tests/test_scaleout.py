@@ -73,3 +73,23 @@ def test_healthz_is_degraded_while_redis_is_frozen(upstream, redis_server, gatew
     finally:
         redis_server.thaw()
     wait_until(lambda: httpx.get(f"{gateway.base_url}/healthz", timeout=2).json() == {"status": "ok"}, what="recovery")
+
+
+def test_round_robin_alternates_across_two_replicas(upstream, redis_server, gateway_process):
+    """One rotation in Redis: requests alternating between two processes still alternate
+    members (each process alone would start its own rotation at the first member)."""
+    fake, url = upstream
+    fake.reset()
+    redis_server.flush()
+    tokens = [member("rr-a", "a", "ok-a", url), member("rr-b", "b", "ok-b", url),
+              router("gw-rr", "rr", "round-robin", ["rr-a", "rr-b"])]
+    config = {"settings": {"redis_url": redis_server.url}, "tokens": tokens}
+    one = gateway_process(config, name="one.yaml")
+    two = gateway_process(config, name="two.yaml")
+    served = []
+    for gateway in (one, two, one, two, one, two):
+        answer = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=HI, headers={"Authorization": "Bearer gw-rr"}, timeout=10)
+        assert answer.status_code == 200
+        served.append(answer.headers["x-gateway-served-by"])
+    assert served == ["a", "b", "a", "b", "a", "b"]
+    assert all(b"gw-rr" not in k for k in redis.Redis.from_url(redis_server.url).keys("gw:rr:*"))
