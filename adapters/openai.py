@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Literal
+from urllib.parse import urlencode
 
 import orjson
 from pydantic import Field
@@ -54,10 +55,12 @@ MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 class OpenAIConfig(AdapterConfig):
     """`api_key` (sent as a bearer token; optional for keyless local servers), `api_base`
     (default OpenAI's), `model` (forced), `organization` (optional `OpenAI-Organization`),
-    `max_tokens_field` (where a default `max_tokens` goes; default per type)."""
+    `max_tokens_field` (where a default `max_tokens` goes; default per type), `embedding_model`
+    (forced for `/v1/embeddings`; else the request's model)."""
 
     api_key: str | None = None
     organization: str | None = None
+    embedding_model: str | None = None
     max_tokens_field: MaxTokensField | None = Field(
         None, description="the field a default max_tokens is sent as (openai: max_completion_tokens, proxy: max_tokens)"
     )
@@ -71,8 +74,16 @@ class ProxyConfig(OpenAIConfig):
 
 
 class OpenAICompatible(Adapter):
-    """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors."""
+    """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors.
 
+    Streams ask the upstream for usage (`stream_options.include_usage: true`, CONTRACT.md §6)
+    even when the client did not; `gateway.streaming.sse_body` reads that usage chunk and drops
+    it again for such clients. An upstream that rejects `stream_options` (a 400/422 naming it:
+    some OpenAI-compatible servers do) is asked again without it, and this entry stops sending
+    it until the config is reloaded; its streams are then counted from the text sent.
+    """
+
+    native_family = "openai"
     max_tokens_field = "max_completion_tokens"
     discovers_model = False  # True: with no model named, `resolve_model` asks the upstream
     annotated_stream = False  # True: annotation-only chunks may come anywhere in a stream (Azure)
@@ -81,6 +92,7 @@ class OpenAICompatible(Adapter):
         super().__init__(entry, runtime)
         self.max_tokens_field = getattr(self.config, "max_tokens_field", None) or self.default_max_tokens_field()
         self._leaks = SecretBytes(getattr(self.config, name, None) for name in self.secret_fields)
+        self.ask_stream_usage = True  # False once the upstream refused stream_options
 
     def default_max_tokens_field(self) -> str:
         """Where a config default `max_tokens` goes when `max_tokens_field` is not set."""
@@ -111,12 +123,17 @@ class OpenAICompatible(Adapter):
         """Another model to try after `error`, or None (a `proxy` whose discovered model vanished)."""
         return None
 
-    def upstream_body(self, request: ChatRequest, model: str | None) -> bytes:
+    def upstream_body(self, request: ChatRequest, model: str | None, ask_usage: bool = False) -> bytes:
         """The client's bytes as sent when nothing changes (no re-encoding); else the gateway's
-        encoding of the parsed body with the forced model and the sampling defaults."""
-        if not self._defaults and not self.config.model and model == request.model:
+        encoding of the parsed body with the forced model, the sampling defaults and, with
+        `ask_usage`, `stream_options.include_usage: true` (§6: streams are counted)."""
+        if not ask_usage and not self._defaults and not self.config.model and model == request.model:
             return request.raw
-        return orjson.dumps(self.prepared_body(request, model))
+        body = self.prepared_body(request, model)
+        if ask_usage:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return orjson.dumps(body)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = await self.resolve_model(request)
@@ -138,6 +155,28 @@ class OpenAICompatible(Adapter):
         if ERROR_MARK in content:
             self._raise_error_body(content, response.headers)
         return self._leaks(content)
+
+    def embeddings_endpoint(self) -> str:
+        """The URL of this upstream's OpenAI embeddings API."""
+        raise NotImplementedError
+
+    async def embed(self, request) -> dict:
+        """`/v1/embeddings` forwarded as sent (token arrays, `dimensions`, `encoding_format`
+        included), the config's `embedding_model` written in when set. Raises GatewayError."""
+        model = getattr(self.config, "embedding_model", None) or request.model
+        body = request.raw if model == request.model else orjson.dumps({**request.body, "model": model})
+        response = await self.runtime.http.request(
+            "POST", self.embeddings_endpoint(), headers=self.headers(), content=body, proxies=self.config.proxies)
+        if response.status >= 400:
+            raise self.translate_error(response.status, response.content, response.headers)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            self._raise_error_body(response.content, response.headers)  # a 200 that is an error (resellers)
+            raise from_upstream_status(502, "the upstream's embeddings answer is not OpenAI's format")
+        return data
 
     def _raise_error_body(self, content: bytes, headers) -> None:
         """Raise the §3 error of a 200 body that is an OpenAI-shaped error (some resellers and
@@ -182,37 +221,59 @@ class OpenAICompatible(Adapter):
             await inner.aclose()
 
     async def _stream(self, request: ChatRequest, model: str | None) -> AsyncIterator[StreamItem]:
+        ask_usage = self.ask_stream_usage and not request.include_usage
         async with self.runtime.http.stream(
-            "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request, model), proxies=self.config.proxies
+            "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request, model, ask_usage),
+            proxies=self.config.proxies,
         ) as upstream:
             if upstream.status >= 400:
-                raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
-            chunks = upstream.aiter_bytes()
-            screen = PassThrough(self._leaks, self.annotated_stream)
-            if "text/event-stream" not in upstream.headers.get("content-type", ""):
-                first = b""
-                async for first in chunks:
-                    if first.strip():
-                        break
-                if not first.lstrip().startswith(SSE_STARTS):
-                    await chunks.aclose()
-                    for item in self._json_answer(first + await upstream.aread(), upstream.headers):
-                        yield item
-                    return
-                if out := screen.feed(first):
-                    yield out
-                if screen.error is not None:
-                    raise screen.error
-            async for chunk in chunks:
-                out = screen.feed(chunk)
-                if out:
-                    yield out
-                if screen.error is not None:
-                    raise screen.error
-            if out := screen.finish():
+                body = await upstream.aread()
+                if not (ask_usage and upstream.status in (400, 422) and b"stream_options" in body):
+                    raise self.translate_error(upstream.status, body, upstream.headers)
+                self.ask_stream_usage = False  # this server refuses stream_options: ask again without
+                retry = True
+            else:
+                retry = False
+                async for item in self._events(upstream):
+                    yield item
+        if retry:
+            async with self.runtime.http.stream(
+                "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request, model), proxies=self.config.proxies
+            ) as upstream:
+                if upstream.status >= 400:
+                    raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
+                async for item in self._events(upstream):
+                    yield item
+
+    async def _events(self, upstream) -> AsyncIterator[StreamItem]:
+        """The items of an open, successful upstream stream: screened SSE bytes, or the chunks of
+        a JSON completion that answered a streamed request."""
+        chunks = upstream.aiter_bytes()
+        screen = PassThrough(self._leaks, self.annotated_stream)
+        if "text/event-stream" not in upstream.headers.get("content-type", ""):
+            first = b""
+            async for first in chunks:
+                if first.strip():
+                    break
+            if not first.lstrip().startswith(SSE_STARTS):
+                await chunks.aclose()
+                for item in self._json_answer(first + await upstream.aread(), upstream.headers):
+                    yield item
+                return
+            if out := screen.feed(first):
                 yield out
             if screen.error is not None:
                 raise screen.error
+        async for chunk in chunks:
+            out = screen.feed(chunk)
+            if out:
+                yield out
+            if screen.error is not None:
+                raise screen.error
+        if out := screen.finish():
+            yield out
+        if screen.error is not None:
+            raise screen.error
 
     def _json_answer(self, body: bytes, headers) -> list[dict]:
         """The chunks for a 200 that answered a streamed request with a body instead of an event
@@ -240,6 +301,7 @@ class OpenAIAdapter(OpenAICompatible):
         super().__init__(entry, runtime)
         base = self.config.api_base or OPENAI_API_BASE
         self._url = f"{base}/chat/completions"
+        self._embeddings_url = f"{base}/embeddings"
         self._models_url = f"{base}/models"
         self._headers = {"content-type": "application/json"}
         if self.config.api_key:
@@ -252,6 +314,15 @@ class OpenAIAdapter(OpenAICompatible):
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    def embeddings_endpoint(self) -> str:
+        return self._embeddings_url
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/{path}` (`api_base` ends in `/v1`) with the bearer key (and organization)."""
+        url = f"{self.config.api_base or OPENAI_API_BASE}/{path}"
+        auth = {k: v for k, v in self._headers.items() if k != "content-type"}
+        return (f"{url}?{urlencode(query)}" if query else url), {**headers, **auth}
 
     async def list_models(self) -> list[str]:
         """The forced model, else the upstream's own `/models` list."""

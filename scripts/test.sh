@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
 # Debian packages the tests use: Chromium for the config page, real Redis and PostgreSQL
-# servers for the §8 store tests (the tests start their own servers on loopback).
+# servers for the §8 store tests (the tests start their own servers on loopback), npm to install
+# Claude Code for tests/test_claude_code.py (into ~/.cache/openai-style-api, on first run).
 missing=()
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
