@@ -35,7 +35,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, error_json, error_response, model_not_found, retry_after_headers
 from gateway.http import UpstreamHTTP
 from gateway.keys import views as key_views
-from gateway.keys.guard import CLIENT_GONE, SINK_KEY
+from gateway.keys.guard import CLIENT_GONE, SINK_KEY, STORE_KEY
 from gateway.keys.restore import restore_budgets
 from gateway.middleware import HTTP_ERROR_HANDLERS, LiveCORS
 from gateway.observability.request_id import RequestIdMiddleware, request_id_of
@@ -58,13 +58,18 @@ class Gateway:
     def __init__(self, config: GatewayConfig, path: str | None = None) -> None:
         self.path = path
         self.http = UpstreamHTTP(config.settings)
-        self.runtime = Runtime(config, self.http)
-        # §8: the SQL store (usage, stored responses); started in the app's lifespan.
-        self.database = Database(database_url(config.settings.database, path))
-        # §8: the shared Redis (read at start; a change of redis_url needs a restart).
+        # §8: the shared Redis (read at start; a change of redis_url needs a restart). Its
+        # stores go into the state before the first runtime is built (its guard takes them).
+        state: dict = {}
         self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None
         if self.redis is not None:
-            self.runtime.state[SHARED_REDIS_KEY] = self.redis
+            from gateway.keys.redis_store import RedisCounterStore
+
+            state[SHARED_REDIS_KEY] = self.redis  # routers' round-robin positions
+            state[STORE_KEY] = RedisCounterStore(self.redis, config.settings.limits.on_store_error)  # §6's counters
+        self.runtime = Runtime(config, self.http, state)
+        # §8: the SQL store (usage, stored responses); started in the app's lifespan.
+        self.database = Database(database_url(config.settings.database, path))
         self.shared_health: SharedHealth | None = None
 
     async def start(self) -> None:
@@ -87,7 +92,7 @@ class Gateway:
     def health_reasons(self) -> list[str]:
         """Why `/healthz` is degraded (§7): the shared stores that are unreachable."""
         reasons = self.redis.reasons() if self.redis is not None else []
-        return reasons + self.runtime.guard.store.health()
+        return list(dict.fromkeys(reasons + self.runtime.guard.store.health()))
 
     @property
     def usage_sink(self):

@@ -93,3 +93,65 @@ def test_round_robin_alternates_across_two_replicas(upstream, redis_server, gate
         served.append(answer.headers["x-gateway-served-by"])
     assert served == ["a", "b", "a", "b", "a", "b"]
     assert all(b"gw-rr" not in k for k in redis.Redis.from_url(redis_server.url).keys("gw:rr:*"))
+
+
+def _limited(redis_url: str, on_store_error: str = "local", rpm: int = 4) -> dict:
+    return {
+        "settings": {"redis_url": redis_url, "limits": {"on_store_error": on_store_error}},
+        "tokens": [{"token": "sk-team-dana", "name": "dana", "type": "mock", "rpm_limit": rpm, "config": {"reply": "hi"}}],
+    }
+
+
+def _ask(gateway, timeout: float = 10) -> httpx.Response:
+    return httpx.post(f"{gateway.base_url}/v1/chat/completions", json=HI, headers={"Authorization": "Bearer sk-team-dana"}, timeout=timeout)
+
+
+def test_two_replicas_hold_one_rpm_limit(redis_server, gateway_process):
+    redis_server.flush()
+    one = gateway_process(_limited(redis_server.url), name="one.yaml")
+    two = gateway_process(_limited(redis_server.url), name="two.yaml")
+    answers = [_ask(gateway) for gateway in (one, two, one, two, one, two)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 429]
+    refused = answers[4]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(refused.headers["retry-after"]) <= 15  # GCRA: one request every 15 s at rpm 4
+    assert answers[3].headers["x-ratelimit-remaining-requests"] == "0"
+    # The counters live under the token's hash, never the token.
+    keys = redis.Redis.from_url(redis_server.url).keys("gw:*")
+    assert keys and all(b"sk-team-dana" not in k for k in keys)
+
+
+@pytest.mark.parametrize("policy", ["local", "closed"])
+def test_frozen_redis_answers_within_the_timeout(redis_server, gateway_process, policy):
+    """SIGSTOP: requests never hang on Redis; `local` keeps serving on per-process counters and
+    says so on /healthz, `closed` answers 503 store_unavailable; both recover on SIGCONT."""
+    redis_server.flush()
+    gateway = gateway_process(_limited(redis_server.url, policy, rpm=1000))
+    assert _ask(gateway).status_code == 200
+    redis_server.freeze()
+    try:
+        answers = [_ask(gateway, timeout=5) for _ in range(3)]  # would hang for good without the store timeout
+        health = httpx.get(f"{gateway.base_url}/healthz", timeout=5).json()
+    finally:
+        redis_server.thaw()
+    if policy == "local":
+        assert [a.status_code for a in answers] == [200, 200, 200]
+    else:
+        assert [a.status_code for a in answers] == [503, 503, 503]
+        assert answers[0].json()["error"] == {**answers[0].json()["error"], "type": "api_error", "code": "store_unavailable"}
+    assert health == {"status": "degraded", "reasons": ["redis unreachable"]}
+    wait_until(lambda: httpx.get(f"{gateway.base_url}/healthz", timeout=2).json() == {"status": "ok"}, what="recovery")
+    assert _ask(gateway).status_code == 200
+
+
+def test_workers_2_with_limits_on_redis_start_and_count_once(redis_server, write_config):
+    """`--workers 2` with limits is refused without redis_url (tests/test_keys_sdk.py); with it,
+    the workers start and share the counters: 10 requests on fresh connections (spread over both
+    workers by the kernel) against rpm 6 admit exactly 6."""
+    from tests.support.servers import GatewayProcess
+
+    redis_server.flush()
+    path = write_config(_limited(redis_server.url, rpm=6))
+    with GatewayProcess(path, args=["--workers", "2"]) as gateway:
+        statuses = [_ask(gateway).status_code for _ in range(10)]  # httpx.post: a new connection each
+    assert statuses.count(200) == 6 and statuses.count(429) == 4

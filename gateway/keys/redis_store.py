@@ -29,12 +29,12 @@ log = logging.getLogger("gateway.keys.redis")
 
 PERIOD_TTL = 40 * 86400
 
-# KEYS: lim, per. ARGV: tokens, cost, rpm, tpm, parallel, max_budget, token_budget (-1: unset), ttl.
-# Returns {admitted, reason, limit, used, requested, retry_after, rl, rrem, rreset, tl, trem, treset}
+# KEYS: lim, per. ARGV: tokens, cost, rpm, tpm, parallel, max_budget, token_budget (-1: unset), ttl,
+# now (0: Redis TIME; tests pass their fake clock's). Returns {admitted, reason, limit, used, requested, retry_after, rl, rrem, rreset, tl, trem, treset}
 # as strings (Lua numbers would be truncated to integers on the way out).
 RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[9])
+if now <= 0 then local t = redis.call('TIME'); now = tonumber(t[1]) + tonumber(t[2]) / 1000000 end
 local W = 60.0
 local tokens, cost = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm, par = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -113,10 +113,10 @@ end
 return out
 """
 
-# KEYS: lim, per. ARGV: reserved tokens, reserved cost, real tokens, real cost, tpm (-1), ttl.
+# KEYS: lim, per. ARGV: reserved tokens, reserved cost, real tokens, real cost, tpm (-1), ttl, now (0: TIME).
 SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[7])
+if now <= 0 then local t = redis.call('TIME'); now = tonumber(t[1]) + tonumber(t[2]) / 1000000 end
 local rtokens, rcost, tokens, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local tpm, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 if tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0') > 0 then redis.call('HINCRBY', KEYS[1], 'inflight', -1) end
@@ -157,11 +157,13 @@ def _window(limit: str, remaining: str, reset: str) -> Window | None:
 class RedisCounterStore(CounterStore):
     """`CounterStore` on a `SharedRedis`; async like every shared backend (`await reserve(...)`).
 
-    `on_store_error`: `local` (fall back to per-process counters) or `closed` (503)."""
+    `on_store_error`: `local` (fall back to per-process counters) or `closed` (503).
+    `caller_clock`: use the `now` callers pass instead of Redis `TIME` (tests on a fake clock)."""
 
-    def __init__(self, redis: SharedRedis, on_store_error: str = "local") -> None:
+    def __init__(self, redis: SharedRedis, on_store_error: str = "local", caller_clock: bool = False) -> None:
         self.redis = redis
         self.on_store_error = on_store_error
+        self.caller_clock = caller_clock
         self.local = MemoryCounterStore()
         self._reserve = redis.script(RESERVE)
         self._settle = redis.script(SETTLE)
@@ -182,7 +184,7 @@ class RedisCounterStore(CounterStore):
         """Atomically take `ask` from every counter in Redis (see the module docstring).
         Raises GatewayError 503 when Redis is unavailable and `on_store_error` is `closed`."""
         args = [ask.tokens, repr(ask.cost_usd), _opt(ask.rpm_limit), _opt(ask.tpm_limit), _opt(ask.max_parallel),
-                _opt(ask.max_budget), _opt(ask.token_budget), PERIOD_TTL]
+                _opt(ask.max_budget), _opt(ask.token_budget), PERIOD_TTL, repr(now) if self.caller_clock else "0"]
         try:
             out = await self.redis.run(lambda r: self._reserve(keys=self._keys(ask.key, ask.period_start), args=args, client=r))
         except StoreUnavailable:
@@ -209,7 +211,8 @@ class RedisCounterStore(CounterStore):
             return
         grant.settled = True
         ask = grant.ask
-        args = [ask.tokens, repr(ask.cost_usd), tokens, repr(cost_usd), _opt(ask.tpm_limit), PERIOD_TTL]
+        args = [ask.tokens, repr(ask.cost_usd), tokens, repr(cost_usd), _opt(ask.tpm_limit), PERIOD_TTL,
+                repr(now) if self.caller_clock else "0"]
         try:
             await self.redis.run(lambda r: self._settle(keys=self._keys(ask.key, ask.period_start), args=args, client=r))
         except StoreUnavailable:
