@@ -155,3 +155,15 @@ def test_workers_2_with_limits_on_redis_start_and_count_once(redis_server, write
     with GatewayProcess(path, args=["--workers", "2"]) as gateway:
         statuses = [_ask(gateway).status_code for _ in range(10)]  # httpx.post: a new connection each
     assert statuses.count(200) == 6 and statuses.count(429) == 4
+
+
+def test_shipped_replicas_config_loads():
+    """configs/replicas.yaml (the compose profile's) is a valid config naming both stores."""
+    from gateway.config import load_config
+    from tests.support.servers import ROOT
+
+    config = load_config(ROOT / "configs" / "replicas.yaml", environ={"GATEWAY_REDIS_URL": "redis://redis:6379/0",
+                                                                      "GATEWAY_DATABASE": "postgresql://g:p@postgres/g"})
+    assert config.settings.redis_url == "redis://redis:6379/0"
+    assert config.settings.database == "postgresql://g:p@postgres/g"
+    assert config.settings.limits.on_store_error == "local"
