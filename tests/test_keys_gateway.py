@@ -156,8 +156,20 @@ def served(upstreams, tmp_path_factory, request):
         gateway.runtime.state[STORE_KEY] = RedisCounterStore(gateway.redis, caller_clock=True)
         gateway.apply(gateway.runtime.config)  # a runtime whose guard holds that store
         assert isinstance(gateway.runtime.guard.store, RedisCounterStore)
+    app.state.gateway.usage_sink = RecordingSink(app.state.gateway.usage)
     with serve_app(app, lifespan="on") as base:
         yield app, base
+
+
+class RecordingSink:
+    """The gateway's usage ledger, with every event also kept in `events` for the assertions."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger, self.events = ledger, []
+
+    def record(self, event) -> None:
+        self.events.append(event)
+        self.ledger.record(event)
 
 
 @pytest.fixture
