@@ -167,3 +167,37 @@ def test_shipped_replicas_config_loads():
     assert config.settings.redis_url == "redis://redis:6379/0"
     assert config.settings.database == "postgresql://g:p@postgres/g"
     assert config.settings.limits.on_store_error == "local"
+
+
+def test_usage_of_two_replicas_lands_in_one_postgresql(postgres_server, redis_server, gateway_process):
+    """settings.database: postgresql://: both replicas write their usage events to one database
+    (schema created once), and either one's admin API reads them all."""
+    postgres_server.reset()
+    redis_server.flush()
+    config = _limited(redis_server.url, rpm=100)
+    config["settings"].update({"database": postgres_server.url, "admin_token": "admin-token-for-pg-1234",
+                               "usage": {"flush_seconds": 0.05}})
+    one = gateway_process(config, name="one.yaml")
+    two = gateway_process(config, name="two.yaml")
+    for gateway in (one, two, two):
+        assert _ask(gateway).status_code == 200
+    admin = {"Authorization": "Bearer admin-token-for-pg-1234"}
+
+    def totals():
+        data = httpx.get(f"{one.base_url}/admin/api/usage?group_by=token", headers=admin, timeout=10).json()["data"]
+        return data[0]["requests"] if data else 0
+
+    wait_until(lambda: totals() == 3, what="three usage events in PostgreSQL")
+    import asyncio
+
+    import asyncpg
+
+    async def rows():
+        conn = await asyncpg.connect(postgres_server.url)
+        try:
+            return await conn.fetch("SELECT token_name, status FROM usage_events")
+        finally:
+            await conn.close()
+
+    found = asyncio.run(rows())
+    assert [(r["token_name"], r["status"]) for r in found] == [("dana", 200)] * 3
