@@ -10,6 +10,8 @@ Strategies decide the order members are tried in; failover is the same for all o
 
 - `round-robin`: one counter per router (kept across config reloads) advances once per request;
   the request starts at the member it points at and fails over to the next ones in rotation.
+  With `settings.redis_url` the counter is one Redis `INCR` shared by every worker and replica
+  (§8); while Redis is unavailable each process falls back to its own.
 - `random`: the members in a uniformly shuffled order.
 - `weighted`: a weighted draw without replacement (member i first with probability
   weights[i] / sum(weights), then the next draw among the rest, ...).
@@ -56,6 +58,8 @@ from gateway.adapter import Adapter, Completion, StreamItem
 from gateway.errors import API_ERROR, GatewayError
 from gateway.registry import register
 from gateway.request import ChatRequest
+from gateway.store.redis import SHARED_REDIS_KEY, StoreUnavailable
+from gateway.store.redis import key as shared_key
 
 log = logging.getLogger("gateway.router")
 
@@ -177,12 +181,25 @@ class RouterAdapter(Adapter):
             counter = counters[self.entry.token] = itertools.count()
         return counter
 
-    def strategy_order(self) -> list[str]:
-        """Every pool token, in the order this request should try them (before cooldown)."""
+    async def _shared_position(self) -> int | None:
+        """With `settings.redis_url` (§8): this request's round-robin position from one Redis
+        counter for every worker and replica (`INCR gw:rr:<router token hash>`); None without
+        Redis, or while it is unavailable (the process's own counter is used then)."""
+        shared = self.runtime.state.get(SHARED_REDIS_KEY)
+        if shared is None:
+            return None
+        try:
+            return await shared.run(lambda r: r.incr(shared_key("rr", self.entry.token))) - 1
+        except StoreUnavailable:
+            return None
+
+    def strategy_order(self, position: int | None = None) -> list[str]:
+        """Every pool token, in the order this request should try them (before cooldown).
+        `position`: the round-robin position to use (default: this process's next one)."""
         pool = self.config.token_pool
         strategy = self.config.router_strategy
         if strategy == "round-robin":
-            start = next(self._rotation()) % len(pool)
+            start = (next(self._rotation()) if position is None else position) % len(pool)
             return pool[start:] + pool[:start]
         if strategy == "random":
             return random.sample(pool, len(pool))
@@ -192,10 +209,10 @@ class RouterAdapter(Adapter):
             return [token for _, token in sorted(zip(keys, pool), key=lambda kv: kv[0], reverse=True)]
         return list(pool)  # fallback, parallel
 
-    def plan(self) -> list[Adapter]:
+    def plan(self, position: int | None = None) -> list[Adapter]:
         """The members to try for one request: strategy order, cooling members last (soonest
-        cooldown end first)."""
-        tokens = self._health.plan(self.strategy_order(), self.runtime.settings.cooldown)
+        cooldown end first). `position`: see `strategy_order`."""
+        tokens = self._health.plan(self.strategy_order(position), self.runtime.settings.cooldown)
         return [self.runtime.adapter(token) for token in tokens]
 
     # health and errors ------------------------------------------------------------------------
@@ -263,7 +280,8 @@ class RouterAdapter(Adapter):
         """Try the members (see `plan`) until one succeeds. `parallel` races the members that are
         not cooling down; when they all failed (or every member is cooling), the cooling ones
         are tried one after the other, soonest cooldown end first."""
-        members = self.plan()
+        position = await self._shared_position() if self.config.router_strategy == "round-robin" else None
+        members = self.plan(position)
         failures: list[tuple[str, GatewayError]] = []
         if self.config.router_strategy == "parallel":
             policy = self.runtime.settings.cooldown

@@ -35,14 +35,14 @@ from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, error_json, error_response, model_not_found, retry_after_headers
 from gateway.http import UpstreamHTTP
 from gateway.keys import views as key_views
-from gateway.keys.guard import CLIENT_GONE, SINK_KEY
+from gateway.keys.guard import CLIENT_GONE, SINK_KEY, STORE_KEY
 from gateway.keys.restore import restore_budgets
 from gateway.middleware import HTTP_ERROR_HANDLERS, LiveCORS
 from gateway.observability.request_id import RequestIdMiddleware, request_id_of
 from gateway.request import OFFLOAD_BYTES, parse_chat_request, parse_large_chat_request
 from gateway.runtime import Runtime
 from gateway.store import Database, database_url
-from gateway.store.redis import SharedRedis
+from gateway.store.redis import SHARED_REDIS_KEY, SharedRedis
 from gateway.store.shared_health import SharedHealth
 from gateway.streaming import send_sse, sse_body
 from gateway.usage import prices
@@ -60,15 +60,22 @@ class Gateway:
     def __init__(self, config: GatewayConfig, path: str | None = None) -> None:
         self.path = path
         self.http = UpstreamHTTP(config.settings)
-        self.runtime = Runtime(config, self.http)
+        # §8: the shared Redis (read at start; a change of redis_url needs a restart). Its
+        # stores go into the state before the first runtime is built (its guard takes them).
+        state: dict = {}
+        self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None
+        if self.redis is not None:
+            from gateway.keys.redis_store import RedisCounterStore
+
+            state[SHARED_REDIS_KEY] = self.redis  # routers' round-robin positions
+            state[STORE_KEY] = RedisCounterStore(self.redis, config.settings.limits.on_store_error)  # §6's counters
+        self.runtime = Runtime(config, self.http, state)
         # §8: the SQL store (usage, stored responses); started in the app's lifespan.
         self.database = Database(database_url(config.settings.database, path))
         # §6: usage events are queued here and written in batches by a background task.
         self.usage = UsageLedger.from_settings(self.database, config.settings.usage)
         self.usage_sink = self.usage  # settlement (gateway/keys) hands its events to the ledger
         prices.configure(config.settings.prices)
-        # §8: the shared Redis (read at start; a change of redis_url needs a restart).
-        self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None
         self.shared_health: SharedHealth | None = None
 
     async def start(self) -> None:
@@ -93,7 +100,7 @@ class Gateway:
     def health_reasons(self) -> list[str]:
         """Why `/healthz` is degraded (§7): the shared stores that are unreachable."""
         reasons = self.redis.reasons() if self.redis is not None else []
-        return reasons + self.runtime.guard.store.health()
+        return list(dict.fromkeys(reasons + self.runtime.guard.store.health()))
 
     @property
     def usage_sink(self):

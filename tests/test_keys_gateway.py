@@ -31,7 +31,7 @@ from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.spark import API_KEY as SPARK_KEY, API_SECRET as SPARK_SECRET, APP_ID as SPARK_APP, FakeSpark
 from tests.fakes.zhipu import API_KEY as ZHIPU_KEY, FakeZhipu
-from tests.support.servers import serve_app, wait_until
+from tests.support.servers import run_in_server, serve_app, wait_until
 
 ADMIN = "admin-secret-token-123"
 UPSTREAM_KEY = "sk-upstream-secret-key-0123456789"
@@ -135,12 +135,27 @@ def _config(urls, fakes) -> dict:
     return {"settings": {"admin_token": ADMIN}, "tokens": tokens}
 
 
-@pytest.fixture(scope="module")
-def served(upstreams, tmp_path_factory):
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def served(upstreams, tmp_path_factory, request):
+    """The gateway with its counters in memory, then the same tests with them in a real Redis
+    (§8; the store reads the tests' fake clock instead of Redis TIME)."""
     fakes, urls = upstreams
+    config = _config(urls, fakes)
+    if request.param == "redis":
+        redis_server = request.getfixturevalue("redis_server")
+        redis_server.flush()
+        config["settings"]["redis_url"] = redis_server.url
     path = tmp_path_factory.mktemp("keys") / "config.yaml"
-    path.write_text(yaml.safe_dump(_config(urls, fakes)))
+    path.write_text(yaml.safe_dump(config))
     app = create_app(path)
+    if request.param == "redis":
+        from gateway.keys.guard import STORE_KEY
+        from gateway.keys.redis_store import RedisCounterStore
+
+        gateway = app.state.gateway
+        gateway.runtime.state[STORE_KEY] = RedisCounterStore(gateway.redis, caller_clock=True)
+        gateway.apply(gateway.runtime.config)  # a runtime whose guard holds that store
+        assert isinstance(gateway.runtime.guard.store, RedisCounterStore)
     app.state.gateway.usage_sink = RecordingSink(app.state.gateway.usage)
     with serve_app(app, lifespan="on") as base:
         yield app, base
@@ -295,11 +310,12 @@ def test_upstream_refusing_stream_options_still_streams_estimated(gateway, upstr
     strict = upstreams[0]["strict"]
     client = openai.OpenAI(api_key="sk-team-strict", base_url=f"{base}/v1", max_retries=0)
     before = len(events(gw, "strict"))
+    sent = len(strict.bodies)  # the fake serves both counter backends' runs
     for _ in range(2):
         text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "count"}], stream=True))
         assert text == "one two three"
-    assert ["stream_options" in b for b in strict.bodies] == [True, False, False]  # asked once, then not again
+    assert ["stream_options" in b for b in strict.bodies[sent:]] == [True, False, False]  # asked once, then not again
     event = settled(gw, "strict", before + 2)
     assert event.estimated and event.completion_tokens > 0 and event.prompt_tokens > 0
 
@@ -379,7 +395,7 @@ def test_budgets_restored_from_the_ledger_at_start(gateway):
         calls.append(since)
         return {"monthly": (9.5, 990)}
 
-    asyncio.run(restore_budgets(gw, period_totals))
+    run_in_server(base, restore_budgets(gw, period_totals))  # as at start, on the gateway's own loop
     assert 0.0 in calls and max(calls) > 0  # lifetime budgets and this month's
     info = httpx.get(f"{base}/key/info", headers={"authorization": "Bearer sk-team-monthly"}).json()
     assert info["usage"]["tokens"] >= 990 and info["remaining"]["budget_usd"] <= 0.5

@@ -17,15 +17,17 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("gateway.store.redis")
 
 T = TypeVar("T")
 KEY_PREFIX = "gw:"
+# Where the process's SharedRedis is kept in `Runtime.state` (routers read it from there).
+SHARED_REDIS_KEY = "gateway.shared_redis"
 
 
 class StoreUnavailable(Exception):
@@ -50,6 +52,10 @@ class SharedRedis:
     """
 
     def __init__(self, url: str, timeout: float = 0.25, probe_seconds: float = 1.0) -> None:
+        import redis.asyncio as aioredis  # only processes with settings.redis_url load the client
+        from redis.exceptions import RedisError
+
+        self._errors = (RedisError, OSError, TimeoutError)
         self.url = url
         self.timeout = timeout
         self.probe_seconds = probe_seconds
@@ -71,7 +77,7 @@ class SharedRedis:
         try:
             async with asyncio.timeout(self.timeout):
                 return await call(self.client)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._errors as exc:
             self._mark_down(exc)
             self.failures += 1
             raise StoreUnavailable("redis is unavailable") from None
@@ -99,7 +105,7 @@ class SharedRedis:
             try:
                 async with asyncio.timeout(self.timeout):
                     await self.client.ping()
-            except (RedisError, OSError, TimeoutError):
+            except self._errors:
                 continue
             self.up = True
             log.warning("redis reachable again")

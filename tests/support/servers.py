@@ -43,6 +43,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The event loop of each app `serve_app` is serving, by base URL (see `run_in_server`).
+SERVER_LOOPS: dict[str, asyncio.AbstractEventLoop] = {}
+
+
+def run_in_server(url: str, coro, timeout: float = 30):
+    """Run `coro` on the event loop of the app served at `url` (whose clients, e.g. a Redis
+    connection pool, belong to that loop) and return its result."""
+    return asyncio.run_coroutine_threadsafe(coro, SERVER_LOOPS[url]).result(timeout)
+
+
 @contextlib.contextmanager
 def serve_app(app, lifespan: str = "off", **config) -> Iterator[str]:
     """Serve `app` on loopback in a thread; yields its base URL `http://127.0.0.1:PORT`.
@@ -60,11 +70,14 @@ def serve_app(app, lifespan: str = "off", **config) -> Iterator[str]:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
+    url = f"http://127.0.0.1:{port}"
+    SERVER_LOOPS[url] = loop
     try:
         if lifespan == "on":
             wait_until(lambda: server.started or not thread.is_alive(), what="server start")
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        SERVER_LOOPS.pop(url, None)
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
