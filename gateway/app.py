@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dispatch
+from gateway.api import responses as responses_api
 from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, error_json, error_response, model_not_found
@@ -223,6 +224,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
     app.state.gateway = gateway
     app.state.started = time.time()
     _mount_admin(app)
+    responses_api.mount(app)
     return app
 
 

@@ -1,0 +1,1 @@
+"""HTTP surfaces besides the chat completions hot path (Responses, Messages, ...), one package each."""
