@@ -13,6 +13,8 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   client goes away.
 - `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
 - `leak-secret`: a 400 whose message quotes the API key it was sent.
+- `reasoner`: a thinking model in DeepSeek's chat format (https://api-docs.deepseek.com/guides/thinking_mode):
+  the message (and the stream's first deltas) carry `reasoning_content` "Thinking it over.".
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support.recorder import Recorder
+
+REASONING = "Thinking it over."
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied", 404: "invalid_request_error",
                413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_exceeded"}
@@ -99,6 +103,8 @@ class FakeOpenAI:
             return StreamingResponse(self._stream(body, model), media_type="text/event-stream")
         content, tool_calls = self._answer(body)
         message = {"role": "assistant", "content": content, "refusal": None}
+        if model == "reasoner":
+            message["reasoning_content"] = REASONING
         if tool_calls:
             message["tool_calls"] = tool_calls
         return JSONResponse({
@@ -147,6 +153,9 @@ class FakeOpenAI:
         if model == "stall-stream":
             await asyncio.sleep(self.slow_seconds)
         content, tool_calls = self._answer(body)
+        if model == "reasoner":
+            for word in REASONING.split(" "):
+                yield delta({"reasoning_content": word + " "})
         if tool_calls:
             call = tool_calls[0]
             yield delta({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})

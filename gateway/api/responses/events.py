@@ -34,7 +34,7 @@ import orjson
 from httpx_sse import EventSource
 
 from gateway.adapter import StreamItem
-from gateway.api.responses.items import new_id
+from gateway.api.responses.items import new_id, public
 from gateway.api.responses.output import STANDARD_MESSAGE_FIELDS, Seal, call_item, reasoning_item
 from gateway.api.responses.tools import ToolMap
 from gateway.errors import API_ERROR, GatewayError
@@ -94,8 +94,10 @@ class ResponseEvents:
     hold the result; `terminal(response)` is the last event.
     """
 
-    def __init__(self, skeleton: dict, tools: ToolMap, seal: Seal) -> None:
+    def __init__(self, skeleton: dict, tools: ToolMap, seal: Seal, include_encrypted: bool = False) -> None:
         self.skeleton = skeleton
+        self.include_encrypted = include_encrypted
+        self._sealed: dict | None = None
         self.tools = tools
         self.seal = seal
         self.seq = 0
@@ -156,10 +158,11 @@ class ResponseEvents:
             out.append(self.event("response.custom_tool_call_input.done", **self._where(), input=item["input"]))
         elif item["type"] == "reasoning" and self.extras:
             item["encrypted_content"] = self.seal(self.extras)
+            self._sealed = dict(self.extras)
         item.pop("_chat_name", None)
         if item["type"] != "reasoning":
             item["status"] = status
-        out.append(self.event("response.output_item.done", output_index=len(self.output) - 1, item=item))
+        out.append(self.event("response.output_item.done", output_index=len(self.output) - 1, item=public(item, self.include_encrypted)))
         self._open = None
         return out
 
@@ -252,7 +255,7 @@ class ResponseEvents:
                 self._reasoning = reasoning_item("", {}, self.seal)
                 out += self._add(self._reasoning)
                 out += self._close()
-            else:
+            elif self.extras != self._sealed:
                 self._reasoning["encrypted_content"] = self.seal(self.extras)
         return out
 

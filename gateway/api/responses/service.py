@@ -198,7 +198,7 @@ class ResponsesService:
         return self._events(turn, first, rest, sealer)
 
     async def _events(self, turn: Turn, first, rest, sealer: Sealer) -> AsyncIterator[bytes]:
-        events = ResponseEvents(turn.public(turn.response("in_progress")), turn.tools, sealer.seal)
+        events = ResponseEvents(turn.public(turn.response("in_progress")), turn.tools, sealer.seal, turn.include_encrypted)
         model = None
         try:
             for data in events.start():
