@@ -80,6 +80,12 @@ class Turn:
         return {**response, "output": [it.public(i) for i in response["output"]]}
 
 
+def _model_name(adapter: Adapter, chat: ChatRequest) -> str:
+    """The model a response names before the upstream answered (routers have no forced model)."""
+    forced = getattr(adapter.config, "model", None)
+    return forced or chat.model or adapter.default_model or ""
+
+
 class ResponsesService:
     """The Responses API over one gateway's runtime and database."""
 
@@ -159,7 +165,7 @@ class ResponsesService:
         stream = body.get("stream") is True
         chat = ChatRequest.from_body(chat_body(body, model, messages, tools, stream))
         return Turn(owner, adapter, body, chat, tools, input_items, it.new_id("resp"), int(time.time()),
-                    adapter.model_for(chat) or "", conversation_id, store or body.get("background") is True,
+                    _model_name(adapter, chat), conversation_id, store or body.get("background") is True,
                     ENCRYPTED in (body.get("include") or []))
 
     # -- running it -------------------------------------------------------------------------

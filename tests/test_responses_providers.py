@@ -1,0 +1,221 @@
+"""The Responses API in front of real provider protocols (CONTRACT.md §9): openai, claude and
+gemini tokens and a router, each against its fake upstream. A function-tool round trip goes
+through `previous_response_id` and through a conversation, and each upstream is checked for
+what it received: the history in its own format, the tool call and its result paired, and
+never an earlier turn's `instructions`. Reasoning state (a DeepSeek-style `reasoning_content`)
+comes back as `reasoning` items and round-trips, stored or sealed in `encrypted_content`."""
+
+import openai
+import pytest
+import yaml
+
+from gateway.app import create_app
+from tests.fakes.anthropic import API_KEY as ANTHROPIC_KEY
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.gemini import SIGNATURE, FakeGemini
+from tests.support.responses import check_sequence, read_events
+from tests.support.servers import free_port, serve_app
+
+TOOL = {"type": "function", "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+QUESTION = "What is the weather in Paris?"
+RESULT = "sunny, 21C"
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    claude, gemini = FakeAnthropic(), FakeGemini()
+    with serve_app(claude.app) as claude_url, serve_app(gemini.app) as gemini_url:
+        yield {"claude": (claude, claude_url), "gemini": (gemini, gemini_url)}
+
+
+@pytest.fixture(scope="module")
+def gateway(fake_openai, upstreams, tmp_path_factory):
+    openai_fake, openai_url = fake_openai
+    claude, claude_url = upstreams["claude"]
+    gemini, gemini_url = upstreams["gemini"]
+    config = {"tokens": [
+        {"token": "gw-openai", "type": "openai", "config": {"api_base": f"{openai_url}/v1", "api_key": openai_fake.api_key}},
+        {"token": "gw-claude", "type": "claude", "config": {"api_base": claude_url, "api_key": ANTHROPIC_KEY}},
+        {"token": "gw-gemini", "type": "gemini", "config": {"api_base": gemini_url, "api_key": gemini.api_key}},
+        {"token": "member-down", "type": "openai", "internal": True,
+         "config": {"api_base": f"http://127.0.0.1:{free_port()}/v1", "api_key": "sk-unused-0000000000"}},
+        {"token": "member-claude", "type": "claude", "internal": True, "config": {"api_base": claude_url, "api_key": ANTHROPIC_KEY}},
+        {"token": "gw-router", "type": "router", "config": {"router_strategy": "fallback", "token_pool": ["member-down", "member-claude"]}},
+    ]}
+    path = tmp_path_factory.mktemp("responses-providers") / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with serve_app(create_app(path), lifespan="on") as base:
+        yield base
+
+
+PROVIDERS = {  # token → (model, which fake answers)
+    "gw-openai": ("gpt-4o-mini", "openai"),
+    "gw-claude": ("claude-sonnet-4-5", "claude"),
+    "gw-gemini": ("gemini-2.5-flash", "gemini"),
+    "gw-router": ("claude-sonnet-4-5", "claude"),
+}
+
+
+def fake_of(kind, fake_openai, upstreams):
+    return fake_openai[0] if kind == "openai" else upstreams[kind][0]
+
+
+def create(client, stream, **kwargs):
+    """responses.create, or the same through the streaming helper (its final response)."""
+    if not stream:
+        return client.responses.create(**kwargs)
+    with client.responses.stream(**kwargs) as events:
+        for _ in events:
+            pass
+        return events.get_final_response()
+
+
+def check_upstream_history(kind, body, call_id):
+    """What the upstream got on the second turn: question, the call, its result, paired, in
+    the provider's own format; no instructions (they were the first turn's only)."""
+    if kind == "openai":
+        messages = body["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+        assert messages[0]["content"] == QUESTION
+        assert messages[1]["tool_calls"] == [{"id": call_id, "type": "function",
+                                              "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
+        assert messages[2] == {"role": "tool", "tool_call_id": call_id, "content": RESULT}
+    elif kind == "claude":
+        assert "system" not in body
+        messages = body["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+        assert messages[1]["content"] == [{"type": "text", "text": "Let me check."},
+                                          {"type": "tool_use", "id": call_id, "name": "get_weather", "input": {"city": "Paris"}}]
+        result = messages[2]["content"][0]
+        assert result["type"] == "tool_result" and result["tool_use_id"] == call_id
+    else:
+        assert "systemInstruction" not in body
+        contents = body["contents"]
+        assert [c["role"] for c in contents] == ["user", "model", "user"]
+        call_part = contents[1]["parts"][0]
+        assert call_part["functionCall"] == {"name": "get_weather", "args": {"city": "Paris"}}
+        assert call_part["thoughtSignature"] == SIGNATURE  # Gemini's signature came back unmodified
+        assert contents[2]["parts"][0]["functionResponse"]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("token", list(PROVIDERS))
+def test_tool_round_trip_through_previous_response_id(gateway, fake_openai, upstreams, token, stream):
+    model, kind = PROVIDERS[token]
+    client = openai.OpenAI(api_key=token, base_url=f"{gateway}/v1", max_retries=0)
+    first = create(client, stream, model=model, input=QUESTION, instructions="Use the tools.", tools=[TOOL])
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].id.startswith("fc_")
+    assert calls[0].call_id != calls[0].id and '"Paris"' in calls[0].arguments and calls[0].status == "completed"
+    assert first.status == "completed"
+
+    second = create(client, stream, model=model, previous_response_id=first.id, tools=[TOOL],
+                    input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": RESULT}])
+    assert second.status == "completed" and second.previous_response_id == first.id and second.instructions is None
+    check_upstream_history(kind, fake_of(kind, fake_openai, upstreams).recorder.last.body, calls[0].call_id)
+    if kind == "claude":
+        assert second.output_text == f"Tool said: {RESULT}"
+    items = client.responses.input_items.list(second.id).data
+    assert [i.type for i in items] == ["function_call_output"]
+
+
+@pytest.mark.parametrize("token", list(PROVIDERS))
+def test_tool_round_trip_through_a_conversation(gateway, fake_openai, upstreams, token):
+    model, kind = PROVIDERS[token]
+    client = openai.OpenAI(api_key=token, base_url=f"{gateway}/v1", max_retries=0)
+    conversation = client.conversations.create()
+    first = client.responses.create(model=model, input=QUESTION, tools=[TOOL], conversation=conversation.id)
+    call = next(o for o in first.output if o.type == "function_call")
+    client.responses.create(model=model, conversation=conversation.id, tools=[TOOL],
+                            input=[{"type": "function_call_output", "call_id": call.call_id, "output": RESULT}])
+    check_upstream_history(kind, fake_of(kind, fake_openai, upstreams).recorder.last.body, call.call_id)
+    kinds = [i.type for i in client.conversations.items.list(conversation.id, order="asc")]
+    assert kinds[0] == "message" and kinds[-1] == "message"
+    assert kinds[kinds.index("function_call") + 1] == "function_call_output"
+
+
+@pytest.mark.parametrize("token", list(PROVIDERS))
+def test_streamed_tool_call_events(gateway, token):
+    model, _ = PROVIDERS[token]
+    events, raw = read_events(gateway, token, {"model": model, "input": QUESTION, "tools": [TOOL]})
+    check_sequence(events)
+    added = [d["item"] for _, d in events if d["type"] == "response.output_item.added" and d["item"]["type"] == "function_call"]
+    assert len(added) == 1 and added[0]["arguments"] == "" and added[0]["status"] == "in_progress"
+    fc_id = added[0]["id"]
+    deltas = "".join(d["delta"] for _, d in events if d["type"] == "response.function_call_arguments.delta")
+    done = next(d for _, d in events if d["type"] == "response.function_call_arguments.done")
+    assert done["item_id"] == fc_id and done["name"] == "get_weather" and done["arguments"] == deltas
+    assert '"Paris"' in deltas
+    for marker in ("chatcmpl", "fakeResponse123", "[DONE]"):
+        assert marker not in raw
+
+
+def test_incomplete_on_length(gateway):
+    client = openai.OpenAI(api_key="gw-claude", base_url=f"{gateway}/v1", max_retries=0)
+    response = client.responses.create(model="claude-sonnet-4-5", input="one two three four five", max_output_tokens=2)
+    assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
+    assert response.output[0].status == "incomplete"
+    events, _ = read_events(gateway, "gw-claude", {"model": "claude-sonnet-4-5", "input": "one two three four", "max_output_tokens": 2})
+    check_sequence(events)
+    assert events[-1][0] == "response.incomplete"
+    assert events[-1][1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_upstream_failure_mid_stream_is_response_failed(gateway):
+    events, raw = read_events(gateway, "gw-claude", {"model": "stream-error", "input": "hi"})
+    check_sequence(events)
+    final = events[-1][1]["response"]
+    assert events[-1][0] == "response.failed" and final["status"] == "failed"
+    assert final["error"]["code"] and final["error"]["message"]
+    client = openai.OpenAI(api_key="gw-claude", base_url=f"{gateway}/v1", max_retries=0)
+    assert client.responses.retrieve(final["id"]).status == "failed"
+
+
+def test_upstream_error_before_streaming_is_a_plain_http_error(gateway):
+    client = openai.OpenAI(api_key="gw-claude", base_url=f"{gateway}/v1", max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="status-429", input="hi", stream=True)
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="status-429", input="hi")
+
+
+def test_reasoning_items_round_trip(gateway, fake_openai):
+    fake, _ = fake_openai
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{gateway}/v1", max_retries=0)
+    first = client.responses.create(model="reasoner", input=QUESTION, tools=[TOOL])
+    reasoning, call = first.output[0], first.output[1]
+    assert reasoning.type == "reasoning" and reasoning.id.startswith("rs_")
+    assert reasoning.summary[0].text == "Thinking it over." and reasoning.encrypted_content is None
+    assert call.type == "function_call"
+    # stored: the next turn gives the upstream its reasoning_content back on the same assistant turn
+    client.responses.create(model="reasoner", previous_response_id=first.id, tools=[TOOL],
+                            input=[{"type": "function_call_output", "call_id": call.call_id, "output": RESULT}])
+    assistant = fake.recorder.last.body["messages"][1]
+    assert assistant["reasoning_content"] == "Thinking it over." and assistant["tool_calls"][0]["id"] == call.call_id
+
+    # store: false, as Codex: the sealed state comes back in the client's own history
+    stateless = client.responses.create(model="reasoner", input=QUESTION, tools=[TOOL], store=False,
+                                        include=["reasoning.encrypted_content"])
+    sealed = stateless.output[0].encrypted_content
+    assert sealed and "Thinking" not in sealed
+    history = [{"role": "user", "content": QUESTION}, *[o.model_dump(exclude_none=True) for o in stateless.output],
+               {"type": "function_call_output", "call_id": stateless.output[1].call_id, "output": RESULT}]
+    client.responses.create(model="reasoner", input=history, tools=[TOOL], store=False)
+    assert fake.recorder.last.body["messages"][1]["reasoning_content"] == "Thinking it over."
+    # a blob that is not the gateway's (or was altered) is dropped, not forwarded
+    history[1]["encrypted_content"] = sealed[:-4] + "AAAA"
+    client.responses.create(model="reasoner", input=history, tools=[TOOL], store=False)
+    assert "reasoning_content" not in fake.recorder.last.body["messages"][1]
+
+
+def test_streamed_reasoning_summary_events(gateway):
+    events, _ = read_events(gateway, "gw-openai", {"model": "reasoner", "input": "think", "include": ["reasoning.encrypted_content"]})
+    check_sequence(events)
+    types = [d["type"] for _, d in events]
+    assert types[2:5] == ["response.output_item.added", "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta"]
+    text = "".join(d["delta"] for _, d in events if d["type"] == "response.reasoning_summary_text.delta")
+    assert text.strip() == "Thinking it over."
+    reasoning = events[-1][1]["response"]["output"][0]
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"].startswith("gw1.")
+    assert events[-1][1]["response"]["output"][1]["type"] == "message"
