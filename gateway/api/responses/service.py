@@ -269,4 +269,5 @@ class ResponsesService:
                 task.cancel()
             response = {**response, "status": "cancelled"}
             await self.store.put_response(owner, response, input_items, new=False)
+            response = (await self.store.get_response(owner, response_id) or (response,))[0]
         return response

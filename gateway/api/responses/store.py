@@ -80,8 +80,9 @@ class ResponseStore:
 
     async def put_response(self, owner: str, response: dict, input_items: list[dict], *, new: bool,
                            append_to: str | None = None, appended: list[dict] | None = None) -> None:
-        """Insert (`new`) or update a response; with `append_to`, also append `appended` items to
-        that conversation, in the same transaction."""
+        """Insert (`new`) or update a response (never one already `cancelled`: a background turn
+        that ends after its cancel does not undo it); with `append_to`, also append `appended`
+        items to that conversation, in the same transaction."""
         values = {"status": response["status"], "model": response.get("model"), "response": _dumps(response),
                   "input": _dumps(input_items)}
         async with self.engine.begin() as conn:
@@ -91,7 +92,10 @@ class ResponseStore:
                     previous_response_id=response.get("previous_response_id"),
                     conversation_id=(response.get("conversation") or {}).get("id"), **values))
             else:
-                await conn.execute(update(responses).where(responses.c.id == response["id"], responses.c.owner == owner).values(**values))
+                result = await conn.execute(update(responses).where(
+                    responses.c.id == response["id"], responses.c.owner == owner, responses.c.status != "cancelled").values(**values))
+                if not result.rowcount:
+                    return
             if append_to and appended:
                 await conn.execute(conversation_items.insert(), [
                     {"conversation_id": append_to, "id": item["id"], "item": _dumps(item)} for item in appended])
