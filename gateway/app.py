@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import dispatch
+from gateway import dispatch, health
 from gateway.api import responses as responses_api
 from gateway.auth import auth_headers, presented_token
 from gateway.config import GatewayConfig, load_config
@@ -33,6 +33,8 @@ from gateway.http import UpstreamHTTP
 from gateway.request import parse_chat_request
 from gateway.runtime import Runtime
 from gateway.store import Database, database_url
+from gateway.store.redis import SharedRedis
+from gateway.store.shared_health import SharedHealth
 from gateway.streaming import send_sse, sse_body
 
 log = logging.getLogger("gateway")
@@ -50,6 +52,30 @@ class Gateway:
         self.runtime = Runtime(config, self.http)
         # §8: the SQL store (usage, stored responses); started in the app's lifespan.
         self.database = Database(database_url(config.settings.database, path))
+        # §8: the shared Redis (read at start; a change of redis_url needs a restart).
+        self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None
+        self.shared_health: SharedHealth | None = None
+
+    async def start(self) -> None:
+        """Open the stores: the database schema, and the shared cooldowns when Redis is set."""
+        await self.database.start()
+        if self.redis is not None:
+            book = health.book(self.runtime.state)
+            self.shared_health = SharedHealth(self.redis, book, lambda: self.runtime.adapters.keys())
+            await self.shared_health.start()
+
+    async def aclose(self) -> None:
+        """Close upstream connections and the stores."""
+        await self.http.aclose()
+        if self.shared_health is not None:
+            await self.shared_health.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.database.close()
+
+    def health_reasons(self) -> list[str]:
+        """Why `/healthz` is degraded (§7): the shared stores that are unreachable."""
+        return self.redis.reasons() if self.redis is not None else []
 
     def apply(self, config: GatewayConfig) -> None:
         """Serve `config` from now on; requests in flight keep the runtime they started with."""
@@ -182,7 +208,8 @@ async def retrieve_model(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return _json({"status": "ok"})
+    reasons = request.app.state.gateway.health_reasons()
+    return _json({"status": "degraded", "reasons": reasons} if reasons else {"status": "ok"})
 
 
 def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starlette:
@@ -197,10 +224,9 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        await gateway.database.start()
+        await gateway.start()
         yield
-        await gateway.http.aclose()
-        await gateway.database.close()
+        await gateway.aclose()
 
     routes = [
         Route("/v1/chat/completions", chat, methods=["POST"]),

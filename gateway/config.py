@@ -55,6 +55,8 @@ class Settings(BaseModel):
     cooldown: Cooldown = Field(default_factory=Cooldown)
     # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
     database: str | None = None
+    # §8: shared counters, round-robin positions and cooldowns for N workers / replicas.
+    redis_url: str | None = None
 
 
 class _RawEntry(BaseModel):

@@ -18,6 +18,10 @@ The rules, with `policy = settings.cooldown` (`failures`, `window`, `seconds`, `
 - `policy.seconds == 0` turns cooldown off entirely (failures are then not even counted).
 
 Times are `time.monotonic()` seconds; pass `clock=` to `HealthBook` to control time in tests.
+
+With `settings.redis_url` (§8) the book has a `listener` (`gateway/store/shared_health.py`) that
+publishes each cooldown it starts and each one a success ends, and applies other processes'
+(`apply_remote`), so every worker and replica skips a member another one found failing.
 """
 
 from __future__ import annotations
@@ -61,6 +65,18 @@ class HealthBook:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock
         self._members: dict[str, MemberHealth] = {}
+        # Told of cooldowns started (`cooled(token, seconds)`) and ended by a success (`cleared(token)`).
+        self.listener: Any = None
+
+    def apply_remote(self, token: str, until: float) -> None:
+        """Another process cooled `token` down until monotonic time `until` (0: it answered again)."""
+        record = self._get(token)
+        if until <= 0:
+            record.failures.clear()
+            record.cooling_until = 0.0
+            record.strikes = 0
+        elif until > record.cooling_until:
+            record.cooling_until = until
 
     def _get(self, token: str) -> MemberHealth:
         record = self._members.get(token)
@@ -97,9 +113,12 @@ class HealthBook:
         """The member answered: forget its failures, backoff and cooldown."""
         record = self._members.get(token)
         if record is not None:
+            was_cooling = record.strikes > 0 or record.cooling_until > 0
             record.failures.clear()
             record.cooling_until = 0.0
             record.strikes = 0
+            if was_cooling and self.listener is not None:
+                self.listener.cleared(token)
 
     def record_failure(self, token: str, error: GatewayError, policy: Cooldown) -> float | None:
         """Count a member's failure; returns the cooldown's length in seconds when this failure
@@ -130,6 +149,8 @@ class HealthBook:
         record.strikes += 1
         record.failures.clear()
         record.cooling_until = now + seconds
+        if self.listener is not None:
+            self.listener.cooled(token, seconds)
         return seconds
 
 

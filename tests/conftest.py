@@ -54,3 +54,21 @@ def gateway_process(write_config):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real `redis-server` on loopback for the session (tests/support/services.py)."""
+    from tests.support.services import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real throw-away PostgreSQL cluster on loopback for the session."""
+    from tests.support.services import PostgresServer
+
+    with PostgresServer() as server:
+        yield server

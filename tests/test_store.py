@@ -74,3 +74,39 @@ def test_in_memory_database_is_one_database():
         assert asyncio.run(run()) == 7
     finally:
         metadata.remove(table)
+
+
+def test_postgresql_schema_created_and_reused(postgres_server):
+    """The same schema on PostgreSQL through asyncpg (§8), created once and found again."""
+    postgres_server.reset()
+    table = Table("store_probe_pg", metadata, Column("x", Integer))
+    try:
+        async def run():
+            for value in (1, 2):
+                db = Database(database_url(postgres_server.url, None))
+                await db.start()
+                async with db.engine.begin() as conn:
+                    await conn.execute(table.insert().values(x=value))
+                await db.close()
+            db = Database(database_url(postgres_server.url, None))
+            await db.start()
+            async with db.engine.connect() as conn:
+                values = sorted((await conn.execute(select(table.c.x))).scalars())
+                version = (await conn.execute(select(store_module.schema_version.c.version))).scalars().all()
+            await db.close()
+            return values, version
+
+        values, version = asyncio.run(run())
+        assert values == [1, 2]
+        assert version == [len(store_module.MIGRATIONS)]  # one row, written once
+    finally:
+        metadata.remove(table)
+
+
+def test_redis_server_fixture_is_real(redis_server):
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.set("probe", "1")
+    assert client.get("probe") == b"1"
+    assert client.info("server")["redis_version"]

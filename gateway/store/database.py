@@ -78,6 +78,9 @@ class Database:
         async with self.engine.begin() as conn:
             if self.url.startswith("sqlite") and ":memory:" not in self.url:
                 await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            elif self.url.startswith("postgresql"):
+                # Replicas starting together: one creates and migrates, the others wait for it.
+                await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7316052201)")
             await conn.run_sync(metadata.create_all)
             seen = (await conn.execute(select(schema_version.c.version))).scalar()
             if seen is None:
