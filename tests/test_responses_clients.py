@@ -88,6 +88,29 @@ def test_state_survives_a_restart(gateway_process, upstream, tmp_path):
         other.responses.retrieve(response.id)
 
 
+def test_state_on_postgresql_across_a_restart(gateway_process, upstream, postgres_server):
+    fake, url = upstream
+    postgres_server.reset()
+    config = {"settings": {"database": postgres_server.url}, "tokens": [openai_token(url, fake)]}
+    first = gateway_process(config)
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{first.base_url}/v1", max_retries=0)
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    conversation = client.conversations.create()
+    turn = client.responses.create(model="gpt-4o-mini", input="weather?", tools=[tool], conversation=conversation.id)
+    call = turn.output[0]
+    first.stop()
+
+    second = gateway_process(config)
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{second.base_url}/v1", max_retries=0)
+    client.responses.create(model="gpt-4o-mini", tools=[tool], conversation=conversation.id,
+                            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}])
+    messages = fake.recorder.last.body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"] and messages[2]["tool_call_id"] == call.call_id
+    assert [i.type for i in client.conversations.items.list(conversation.id, order="asc")] == [
+        "message", "function_call", "function_call_output", "message"]
+    assert client.responses.retrieve(turn.id).output[0].call_id == call.call_id
+
+
 def test_openai_agents_sdk_with_a_function_tool_and_a_conversations_session(gateway_process, upstream):
     fake, url = upstream
     python = agents_python()
