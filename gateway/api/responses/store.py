@@ -16,14 +16,22 @@ Every read and write is scoped by `owner`: another token's objects do not exist 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Column, Index, Integer, String, Table, Text, delete, func, select, update
+from sqlalchemy import Column, Connection, Engine, Index, Integer, String, Table, Text, create_engine, delete, event, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import SingletonThreadPool
 
 from gateway.store import Database, metadata
+from gateway.store.database import sqlite_connection
+
+T = TypeVar("T")
 
 responses = Table(
     "responses", metadata,
@@ -67,14 +75,35 @@ def _dumps(value: Any) -> str:
 
 
 class ResponseStore:
-    """Async reads and writes of responses and conversations for one `Database`."""
+    """Reads and writes of responses and conversations for one `Database`.
+
+    Each operation is one transaction, written once as a function of a (sync-style) SQLAlchemy
+    `Connection` and run by `_run`: on PostgreSQL (asyncpg) through the database's async engine
+    (`AsyncConnection.run_sync`); on a SQLite file through a sync engine on the same file in one
+    dedicated thread, so a transaction costs one thread hop instead of one per statement (a
+    stored response is written on every request: ~0.35 ms instead of ~0.9 ms, bench/).
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._sync: Engine | None = None
+        url = database.url
+        if url.startswith("sqlite+aiosqlite") and ":memory:" not in url:
+            self._sync = create_engine(url.replace("sqlite+aiosqlite", "sqlite", 1), poolclass=SingletonThreadPool,
+                                       connect_args={"timeout": 30})
+            event.listen(self._sync, "connect", sqlite_connection)
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="responses-store")
 
-    @property
-    def engine(self):
-        return self.database.engine
+    async def _run(self, operation: Callable[[Connection], T]) -> T:
+        """`operation(connection)` in one transaction."""
+        if self._sync is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_thread, operation)
+        async with self.database.engine.begin() as conn:
+            return await conn.run_sync(operation)
+
+    def _in_thread(self, operation: Callable[[Connection], T]) -> T:
+        with self._sync.begin() as conn:
+            return operation(conn)
 
     # -- responses ------------------------------------------------------------------------
 
@@ -85,155 +114,162 @@ class ResponseStore:
         items to that conversation, in the same transaction."""
         values = {"status": response["status"], "model": response.get("model"), "response": _dumps(response),
                   "input": _dumps(input_items)}
-        async with self.engine.begin() as conn:
+
+        def operation(conn: Connection) -> None:
             if new:
-                await conn.execute(responses.insert().values(
+                conn.execute(responses.insert().values(
                     id=response["id"], owner=owner, created_at=response["created_at"],
                     previous_response_id=response.get("previous_response_id"),
                     conversation_id=(response.get("conversation") or {}).get("id"), **values))
-            else:
-                result = await conn.execute(update(responses).where(
-                    responses.c.id == response["id"], responses.c.owner == owner, responses.c.status != "cancelled").values(**values))
-                if not result.rowcount:
-                    return
+            elif not conn.execute(update(responses).where(
+                    responses.c.id == response["id"], responses.c.owner == owner, responses.c.status != "cancelled").values(**values)).rowcount:
+                return
             if append_to and appended:
-                await conn.execute(conversation_items.insert(), [
-                    {"conversation_id": append_to, "id": item["id"], "item": _dumps(item)} for item in appended])
+                conn.execute(conversation_items.insert(), _item_rows(append_to, appended))
+
+        await self._run(operation)
 
     async def get_response(self, owner: str, response_id: str) -> tuple[dict, list[dict]] | None:
         """`(response, input items)`, or None when `owner` has no such response."""
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(responses.c.response, responses.c.input).where(
-                responses.c.id == response_id, responses.c.owner == owner))).first()
+        row = await self._run(lambda conn: conn.execute(select(responses.c.response, responses.c.input).where(
+            responses.c.id == response_id, responses.c.owner == owner)).first())
         return None if row is None else (orjson.loads(row[0]), orjson.loads(row[1]))
 
     async def delete_response(self, owner: str, response_id: str) -> bool:
         """Delete a response; False when `owner` has no such response."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.owner == owner))
-        return result.rowcount > 0
+        return await self._run(lambda conn: conn.execute(delete(responses).where(
+            responses.c.id == response_id, responses.c.owner == owner)).rowcount > 0)
 
     async def chain(self, owner: str, response_id: str) -> tuple[list[dict], dict] | None:
         """The history a `previous_response_id` stands for: each turn's input then output items,
         oldest turn first, and the newest response itself. None when it is not `owner`'s."""
-        turns: list[list[dict]] = []
-        newest = None
-        current: str | None = response_id
-        async with self.engine.connect() as conn:
-            while current and len(turns) < MAX_CHAIN:
-                row = (await conn.execute(select(responses.c.response, responses.c.input).where(
-                    responses.c.id == current, responses.c.owner == owner))).first()
+
+        def operation(conn: Connection):
+            rows, current = [], response_id
+            while current and len(rows) < MAX_CHAIN:
+                row = conn.execute(select(responses.c.response, responses.c.input).where(
+                    responses.c.id == current, responses.c.owner == owner)).first()
                 if row is None:
-                    if newest is None:
-                        return None
-                    break  # an earlier turn was deleted: the chain starts after it
+                    break  # not there (or an earlier turn was deleted: the chain starts after it)
                 response = orjson.loads(row[0])
-                newest = newest or response
-                turns.append(orjson.loads(row[1]) + [i for i in response["output"] if i.get("type") != "reasoning" or i.get("encrypted_content")])
+                rows.append((response, orjson.loads(row[1])))
                 current = response.get("previous_response_id")
-        return [item for turn in reversed(turns) for item in turn], newest
+            return rows
+
+        rows = await self._run(operation)
+        if not rows:
+            return None
+        return [item for response, inputs in reversed(rows) for item in inputs + response["output"]], rows[0][0]
 
     # -- conversations --------------------------------------------------------------------
 
     async def create_conversation(self, owner: str, conversation_id: str, meta: dict, items: list[dict]) -> dict:
         """Create a conversation with its first `items`; returns the Conversation object."""
         created = int(time.time())
-        async with self.engine.begin() as conn:
-            await conn.execute(conversations.insert().values(id=conversation_id, owner=owner, created_at=created, metadata=_dumps(meta)))
+
+        def operation(conn: Connection) -> None:
+            conn.execute(conversations.insert().values(id=conversation_id, owner=owner, created_at=created, metadata=_dumps(meta)))
             if items:
-                await conn.execute(conversation_items.insert(), [
-                    {"conversation_id": conversation_id, "id": item["id"], "item": _dumps(item)} for item in items])
+                conn.execute(conversation_items.insert(), _item_rows(conversation_id, items))
+
+        await self._run(operation)
         return conversation_object(conversation_id, created, meta)
 
     async def get_conversation(self, owner: str, conversation_id: str) -> dict | None:
         """The Conversation object, or None when `owner` has no such conversation."""
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(conversations.c.created_at, conversations.c.metadata).where(
-                conversations.c.id == conversation_id, conversations.c.owner == owner))).first()
+        row = await self._run(lambda conn: conn.execute(select(conversations.c.created_at, conversations.c.metadata).where(
+            conversations.c.id == conversation_id, conversations.c.owner == owner)).first())
         return None if row is None else conversation_object(conversation_id, row[0], orjson.loads(row[1]))
 
     async def update_conversation(self, owner: str, conversation_id: str, meta: dict) -> dict | None:
         """Replace a conversation's metadata; the updated object, or None when not `owner`'s."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(update(conversations).where(
-                conversations.c.id == conversation_id, conversations.c.owner == owner).values(metadata=_dumps(meta)))
-        return await self.get_conversation(owner, conversation_id) if result.rowcount else None
+        updated = await self._run(lambda conn: conn.execute(update(conversations).where(
+            conversations.c.id == conversation_id, conversations.c.owner == owner).values(metadata=_dumps(meta))).rowcount)
+        return await self.get_conversation(owner, conversation_id) if updated else None
 
     async def delete_conversation(self, owner: str, conversation_id: str) -> bool:
         """Delete a conversation and its items; False when not `owner`'s."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(delete(conversations).where(
-                conversations.c.id == conversation_id, conversations.c.owner == owner))
-            if result.rowcount:
-                await conn.execute(delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id))
-        return result.rowcount > 0
+
+        def operation(conn: Connection) -> bool:
+            if not conn.execute(delete(conversations).where(
+                    conversations.c.id == conversation_id, conversations.c.owner == owner)).rowcount:
+                return False
+            conn.execute(delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id))
+            return True
+
+        return await self._run(operation)
 
     async def add_items(self, conversation_id: str, items: list[dict]) -> None:
         """Append items to a conversation (the caller checked its owner)."""
         if items:
-            async with self.engine.begin() as conn:
-                await conn.execute(conversation_items.insert(), [
-                    {"conversation_id": conversation_id, "id": item["id"], "item": _dumps(item)} for item in items])
+            await self._run(lambda conn: conn.execute(conversation_items.insert(), _item_rows(conversation_id, items)))
 
     async def items(self, conversation_id: str) -> list[dict]:
         """All of a conversation's items, oldest first."""
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(conversation_items.c.item).where(
-                conversation_items.c.conversation_id == conversation_id).order_by(conversation_items.c.seq))).all()
+        rows = await self._run(lambda conn: conn.execute(select(conversation_items.c.item).where(
+            conversation_items.c.conversation_id == conversation_id).order_by(conversation_items.c.seq)).all())
         return [orjson.loads(row[0]) for row in rows]
 
     async def items_page(self, conversation_id: str, after: str | None, limit: int, order: str) -> tuple[list[dict], bool] | None:
         """Up to `limit` items in `order` after the item `after`, and whether there are more.
         None when `after` is not an item of the conversation."""
         c = conversation_items.c
-        query = select(c.item).where(c.conversation_id == conversation_id)
-        async with self.engine.connect() as conn:
+
+        def operation(conn: Connection):
+            query = select(c.item).where(c.conversation_id == conversation_id)
             if after is not None:
-                seq = (await conn.execute(select(c.seq).where(c.conversation_id == conversation_id, c.id == after))).scalar()
+                seq = conn.execute(select(c.seq).where(c.conversation_id == conversation_id, c.id == after)).scalar()
                 if seq is None:
                     return None
                 query = query.where(c.seq > seq if order == "asc" else c.seq < seq)
-            query = query.order_by(c.seq if order == "asc" else c.seq.desc()).limit(limit + 1)
-            rows = (await conn.execute(query)).all()
+            return conn.execute(query.order_by(c.seq if order == "asc" else c.seq.desc()).limit(limit + 1)).all()
+
+        rows = await self._run(operation)
+        if rows is None:
+            return None
         return [orjson.loads(row[0]) for row in rows[:limit]], len(rows) > limit
 
     async def get_item(self, conversation_id: str, item_id: str) -> dict | None:
         """One item of a conversation, or None."""
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(select(conversation_items.c.item).where(
-                conversation_items.c.conversation_id == conversation_id, conversation_items.c.id == item_id))).scalar()
+        value = await self._run(lambda conn: conn.execute(select(conversation_items.c.item).where(
+            conversation_items.c.conversation_id == conversation_id, conversation_items.c.id == item_id)).scalar())
         return None if value is None else orjson.loads(value)
 
     async def find_item(self, owner: str, item_id: str) -> dict | None:
         """An item of any of `owner`'s conversations (for `item_reference`), or None."""
         c = conversation_items.c
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(select(c.item).join(conversations, conversations.c.id == c.conversation_id).where(
-                conversations.c.owner == owner, c.id == item_id).limit(1))).scalar()
+        value = await self._run(lambda conn: conn.execute(select(c.item).join(conversations, conversations.c.id == c.conversation_id).where(
+            conversations.c.owner == owner, c.id == item_id).limit(1)).scalar())
         return None if value is None else orjson.loads(value)
 
     async def delete_item(self, conversation_id: str, item_id: str) -> bool:
         """Delete one item of a conversation; False when there is none."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(delete(conversation_items).where(
-                conversation_items.c.conversation_id == conversation_id, conversation_items.c.id == item_id))
-        return result.rowcount > 0
-
-    async def count_items(self, conversation_id: str) -> int:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(func.count()).select_from(conversation_items).where(
-                conversation_items.c.conversation_id == conversation_id))).scalar() or 0
+        return await self._run(lambda conn: conn.execute(delete(conversation_items).where(
+            conversation_items.c.conversation_id == conversation_id, conversation_items.c.id == item_id)).rowcount > 0)
 
     # -- the sealing key ------------------------------------------------------------------
 
     async def sealing_key(self) -> bytes:
-        """The gateway's 256-bit key for sealed reasoning content, made on first use."""
-        async with self.engine.begin() as conn:
-            value = (await conn.execute(select(responses_keys.c.value).where(responses_keys.c.name == "seal"))).scalar()
+        """The gateway's 256-bit key for sealed reasoning content, made on first use (the first
+        writer wins when several processes start together)."""
+        select_key = select(responses_keys.c.value).where(responses_keys.c.name == "seal")
+
+        def operation(conn: Connection) -> str:
+            value = conn.execute(select_key).scalar()
             if value is None:
-                value = secrets.token_hex(32)
-                await conn.execute(responses_keys.insert().values(name="seal", value=value))
+                conn.execute(responses_keys.insert().values(name="seal", value=secrets.token_hex(32)))
+                value = conn.execute(select_key).scalar()
+            return value
+
+        try:
+            value = await self._run(operation)
+        except IntegrityError:
+            value = await self._run(lambda conn: conn.execute(select_key).scalar())
         return bytes.fromhex(value)
+
+
+def _item_rows(conversation_id: str, items: list[dict]) -> list[dict]:
+    return [{"conversation_id": conversation_id, "id": item["id"], "item": _dumps(item)} for item in items]
 
 
 def conversation_object(conversation_id: str, created_at: int, meta: dict) -> dict:
