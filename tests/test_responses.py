@@ -313,3 +313,15 @@ def test_background_poll_and_cancel(gateway, client):
         client.responses.cancel(foreground.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.cancel("resp_unknown")
+
+
+def test_retrieve_with_stream_replays_the_events(gateway, client):
+    created = client.responses.create(model="mock", input="replay me")
+    events = list(client.responses.retrieve(created.id, stream=True))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == created.output_text
+    assert events[-1].response.id == created.id
+    later = list(client.responses.retrieve(created.id, stream=True, starting_after=3))
+    assert [e.sequence_number for e in later] == list(range(4, len(events)))

@@ -36,11 +36,13 @@ def _run(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProces
 
 
 def agents_python() -> Path:
-    """The Agents SDK virtualenv's python, created (python -m venv + pip install) when missing."""
+    """The Agents SDK virtualenv's python, created (virtualenv + pip install) when missing.
+    `virtualenv` (requirements-dev.txt) brings its own pip, where `python -m venv` needs the
+    distribution's ensurepip (Debian's python3-venv)."""
     python = AGENTS_VENV / "bin" / "python"
     stamp = AGENTS_VENV / ".installed"
     if not stamp.exists():
-        _run([sys.executable, "-m", "venv", "--clear", str(AGENTS_VENV)], 300)
+        _run([sys.executable, "-m", "virtualenv", "--clear", "--quiet", str(AGENTS_VENV)], 300)
         _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", AGENTS_REQUIREMENT], 900)
         stamp.write_text(AGENTS_REQUIREMENT)
     return python
