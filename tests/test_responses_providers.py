@@ -219,3 +219,89 @@ def test_streamed_reasoning_summary_events(gateway):
     reasoning = events[-1][1]["response"]["output"][0]
     assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"].startswith("gw1.")
     assert events[-1][1]["response"]["output"][1]["type"] == "message"
+
+
+def test_client_sent_history_with_parallel_calls_is_one_assistant_turn(gateway, fake_openai, upstreams):
+    """Items as a stateless client (Codex, LobeChat) sends them: developer text mid-history,
+    an assistant message followed by two calls, then both outputs. Claude gets one assistant
+    turn with text and both tool_use blocks, then one user turn with both tool_result blocks
+    (its API refuses anything else; the fake checks); OpenAI gets one assistant message with
+    both tool_calls, then the two tool messages."""
+    history = [
+        {"role": "developer", "content": "Be exact."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": QUESTION}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking both."}]},
+        {"type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call", "call_id": "call_b", "name": "get_weather", "arguments": '{"city": "Rome"}'},
+        {"type": "function_call_output", "call_id": "call_a", "output": "sunny"},
+        {"type": "function_call_output", "call_id": "call_b", "output": [{"type": "input_text", "text": "rainy"}]},
+    ]
+    claude = openai.OpenAI(api_key="gw-claude", base_url=f"{gateway}/v1", max_retries=0)
+    answer = claude.responses.create(model="claude-sonnet-4-5", input=history, tools=[TOOL], store=False)
+    assert answer.output_text == "Tool said: sunny rainy"
+    body = upstreams["claude"][0].recorder.last.body
+    assert body["system"] == "Be exact."
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert [b["type"] for b in body["messages"][1]["content"]] == ["text", "tool_use", "tool_use"]
+    assert [b["tool_use_id"] for b in body["messages"][2]["content"]] == ["call_a", "call_b"]
+
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{gateway}/v1", max_retries=0)
+    client.responses.create(model="gpt-4o-mini", input=history, tools=[TOOL], store=False)
+    messages = fake_openai[0].recorder.last.body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "tool"]
+    assert messages[2]["content"] == "Checking both." and [c["id"] for c in messages[2]["tool_calls"]] == ["call_a", "call_b"]
+    assert [m["content"] for m in messages[3:]] == ["sunny", "rainy"]
+
+
+def test_images_and_files_become_chat_parts(gateway, fake_openai):
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{gateway}/v1", max_retries=0)
+    png = "data:image/png;base64,iVBORw0KGgo="
+    client.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": png, "detail": "low"},
+        {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}]}])
+    content = fake_openai[0].recorder.last.body["messages"][0]["content"]
+    assert content == [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": png, "detail": "low"}},
+                       {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}}]
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}])
+
+
+def test_request_settings_map_to_chat_fields(gateway, fake_openai):
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{gateway}/v1", max_retries=0)
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": False}
+    response = client.responses.create(
+        model="gpt-4o-mini", input="json please", max_output_tokens=50, temperature=0.2, top_p=0.9,
+        reasoning={"effort": "low", "summary": "auto"}, parallel_tool_calls=False, tools=[TOOL],
+        tool_choice={"type": "function", "name": "get_weather"},
+        text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}, "verbosity": "low"})
+    body = fake_openai[0].recorder.last.body
+    assert body["max_completion_tokens"] == 50 and body["temperature"] == 0.2 and body["top_p"] == 0.9
+    assert body["reasoning_effort"] == "low" and body["parallel_tool_calls"] is False
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    for echoed in ("text", "reasoning", "tool_choice", "max_output_tokens", "top_p"):
+        assert getattr(response, echoed) is not None
+    assert response.parallel_tool_calls is False and response.text.format.type == "json_schema"
+    client.responses.create(model="gpt-4o-mini", input="obj", text={"format": {"type": "json_object"}})
+    assert fake_openai[0].recorder.last.body["response_format"] == {"type": "json_object"}
+
+
+def test_parallel_interleaved_tool_calls_stream_one_item_at_a_time(gateway, fake_openai):
+    events, _ = read_events(gateway, "gw-openai", {"model": "parallel", "input": QUESTION, "tools": [TOOL]})
+    check_sequence(events)  # item 0 done before item 1 is added, whatever the upstream's order
+    done = [d["item"] for _, d in events if d["type"] == "response.output_item.done"]
+    assert [(i["call_id"], i["arguments"]) for i in done] == [("call_fake1", '{"city": "Paris"}'), ("call_fake2", '{"city": "Rome"}')]
+    for item in done:
+        deltas = "".join(d["delta"] for _, d in events if d["type"] == "response.function_call_arguments.delta" and d["item_id"] == item["id"])
+        assert deltas == item["arguments"]
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{gateway}/v1", max_retries=0)
+    with client.responses.stream(model="parallel", input=QUESTION, tools=[TOOL]) as stream:
+        final = stream.get_final_response()
+    assert [o.arguments for o in final.output] == ['{"city": "Paris"}', '{"city": "Rome"}']
+    follow = client.responses.create(model="parallel", previous_response_id=final.id, tools=[TOOL], input=[
+        {"type": "function_call_output", "call_id": "call_fake1", "output": "sunny"},
+        {"type": "function_call_output", "call_id": "call_fake2", "output": "rainy"}])
+    messages = fake_openai[0].recorder.last.body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool"]
+    assert [c["id"] for c in messages[1]["tool_calls"]] == ["call_fake1", "call_fake2"]
+    assert follow.status == "completed"

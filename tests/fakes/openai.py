@@ -13,6 +13,9 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   client goes away.
 - `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
 - `leak-secret`: a 400 whose message quotes the API key it was sent.
+- `parallel`: with `tools`, two parallel calls of the first tool (Paris, Rome); the stream
+  interleaves their deltas (both headers, then argument pieces alternating), as OpenAI-compatible
+  servers may.
 - `reasoner`: a thinking model in DeepSeek's chat format (https://api-docs.deepseek.com/guides/thinking_mode):
   the message (and the stream's first deltas) carry `reasoning_content` "Thinking it over.".
 """
@@ -128,7 +131,10 @@ class FakeOpenAI:
         tools = body.get("tools")
         if tools and not any(m.get("role") == "tool" for m in body["messages"]):
             name = tools[0]["function"]["name"]
-            return None, [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]
+            calls = [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]
+            if body.get("model") == "parallel":
+                calls.append({"id": "call_fake2", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Rome"})}})
+            return None, calls
         return f"Echo: {self._last_user_text(body)}", None
 
     async def _stream(self, body: dict, model: str):
@@ -157,11 +163,13 @@ class FakeOpenAI:
             for word in REASONING.split(" "):
                 yield delta({"reasoning_content": word + " "})
         if tool_calls:
-            call = tool_calls[0]
-            yield delta({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})
-            args = call["function"]["arguments"]
-            for i in range(0, len(args), 5):
-                yield delta({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 5]}}]})
+            for n, call in enumerate(tool_calls):
+                yield delta({"tool_calls": [{"index": n, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            pieces = [[args[i:i + 5] for i in range(0, len(args), 5)] for args in (c["function"]["arguments"] for c in tool_calls)]
+            for step in range(max(len(p) for p in pieces)):  # one piece of each call in turn
+                for n, call_pieces in enumerate(pieces):
+                    if step < len(call_pieces):
+                        yield delta({"tool_calls": [{"index": n, "function": {"arguments": call_pieces[step]}}]})
             yield delta({}, "tool_calls")
         else:
             for word in content.split(" "):

@@ -20,8 +20,11 @@ sequence_number, ...}`; `sequence_number` counts from 0; there is no `data: [DON
 
 Chat deltas map as: `reasoning_content` (or `reasoning`) → a reasoning item; `content` → a
 message; `refusal` → the message's refusal part; `tool_calls[index]` → one function_call item
-per index (a new index closes the item before it). Other delta fields (a provider's
-signatures) are collected, sealed into the reasoning item. Upstream chunk ids are never used.
+per index, its arguments streamed as they come; a call that starts while another is still
+open (parallel calls, maybe interleaved) is held and streamed whole once that one is done, so
+every `.done` event carries the call's complete arguments. Other delta fields (a provider's
+signatures) are collected (strings joined, lists extended), sealed into the reasoning item.
+Upstream chunk ids are never used.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from gateway.api.responses.tools import ToolMap
 from gateway.errors import API_ERROR, GatewayError
 
 DELTA_FIELDS = STANDARD_MESSAGE_FIELDS | {"reasoning_content", "reasoning"}
+CALL_TYPES = ("function_call", "custom_tool_call")
 
 
 class _Bytes(httpx.AsyncByteStream):
@@ -108,6 +112,7 @@ class ResponseEvents:
         self._open: dict | None = None  # the item being streamed
         self._part: dict | None = None  # its open content part (message) or summary part
         self._calls: dict[int, dict] = {}  # chat tool call index → its item
+        self._waiting: list[dict] = []  # calls that started while another call was open
         self._reasoning: dict | None = None
 
     def event(self, type_: str, **payload: Any) -> bytes:
@@ -143,6 +148,10 @@ class ResponseEvents:
                 self.event("response.content_part.done", **where, part=part)]
 
     def _close(self, status: str = "completed") -> list[bytes]:
+        """Close the open item, then stream the tool calls that waited for it."""
+        return self._close_open(status) + self._flush_waiting()
+
+    def _close_open(self, status: str = "completed") -> list[bytes]:
         item = self._open
         if item is None:
             return []
@@ -210,15 +219,31 @@ class ResponseEvents:
             if item["type"] == "custom_tool_call":
                 item["_arguments"] = ""
             self._calls[index] = item
-            out += self._add(item)
+            if self._open is not None and self._open["type"] in CALL_TYPES:
+                self._waiting.append(item)  # streamed once the open call is done
+            else:
+                out += self._add(item)
         if not fragment:
             return out
         if item["type"] == "custom_tool_call":
             item["_arguments"] += fragment
         else:
-            item["arguments"] += fragment  # a late fragment of a closed call still reaches the final output
+            item["arguments"] += fragment
             if item is self._open:
                 out.append(self.event("response.function_call_arguments.delta", **self._where(), delta=fragment))
+        return out
+
+    def _flush_waiting(self) -> list[bytes]:
+        """The calls that started while another was open: each added, its arguments, done."""
+        out: list[bytes] = []
+        while self._waiting:
+            item = self._waiting.pop(0)
+            self._open = item
+            self.output.append(item)
+            out.append(self.event("response.output_item.added", output_index=len(self.output) - 1, item=_added(item)))
+            if item["type"] == "function_call" and item["arguments"]:
+                out.append(self.event("response.function_call_arguments.delta", **self._where(), delta=item["arguments"]))
+            out += self._close_open()
         return out
 
     def feed(self, chunk: dict) -> list[bytes]:
@@ -235,8 +260,7 @@ class ResponseEvents:
                 self.extras["reasoning_content"] = self.extras.get("reasoning_content", "") + thinking
             for key, value in delta.items():
                 if key not in DELTA_FIELDS and value not in (None, ""):
-                    previous = self.extras.get(key)
-                    self.extras[key] = previous + value if isinstance(previous, str) and isinstance(value, str) else value
+                    self.extras[key] = _merged(self.extras.get(key), value)
             if delta.get("content"):
                 out += self._text("output_text", delta["content"])
             if delta.get("refusal"):
@@ -262,6 +286,15 @@ class ResponseEvents:
     def terminal(self, response: dict) -> bytes:
         kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(response["status"], "response.failed")
         return self.event(kind, response=response)
+
+
+def _merged(previous: Any, value: Any) -> Any:
+    """A provider delta field accumulated: strings concatenate, lists extend, else the latest."""
+    if isinstance(previous, str) and isinstance(value, str):
+        return previous + value
+    if isinstance(previous, list) and isinstance(value, list):
+        return previous + value
+    return value
 
 
 def _added(item: dict) -> dict:
