@@ -305,3 +305,21 @@ def test_parallel_interleaved_tool_calls_stream_one_item_at_a_time(gateway, fake
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool"]
     assert [c["id"] for c in messages[1]["tool_calls"]] == ["call_fake1", "call_fake2"]
     assert follow.status == "completed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_provider_signatures_come_back_unmodified(gateway, fake_openai, stream):
+    """OpenRouter-style `reasoning_details` (with a signature Claude needs back) are provider
+    fields of the assistant message: kept with the stored reasoning item and given back on the
+    same assistant turn, byte for byte."""
+    from tests.fakes.openai import REASONING_DETAILS
+
+    client = openai.OpenAI(api_key="gw-openai", base_url=f"{gateway}/v1", max_retries=0)
+    first = create(client, stream, model="reasoner-signed", input=QUESTION, tools=[TOOL])
+    assert first.output[0].type == "reasoning" and first.output[0].summary[0].text == "Thinking it over."
+    call = first.output[1]
+    client.responses.create(model="reasoner-signed", previous_response_id=first.id, tools=[TOOL],
+                            input=[{"type": "function_call_output", "call_id": call.call_id, "output": RESULT}])
+    assistant = fake_openai[0].recorder.last.body["messages"][1]
+    assert assistant["reasoning_details"] == REASONING_DETAILS and assistant["reasoning"] == "Thinking it over."
+    assert assistant["tool_calls"][0]["id"] == call.call_id

@@ -16,6 +16,10 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
 - `parallel`: with `tools`, two parallel calls of the first tool (Paris, Rome); the stream
   interleaves their deltas (both headers, then argument pieces alternating), as OpenAI-compatible
   servers may.
+- `reasoner-signed`: a thinking model in OpenRouter's format
+  (https://openrouter.ai/docs/use-cases/reasoning-tokens#preserving-reasoning-blocks): `reasoning`
+  text plus `reasoning_details` blocks carrying a signature that must come back unmodified; the
+  stream sends them as `reasoning` / `reasoning_details` deltas.
 - `reasoner`: a thinking model in DeepSeek's chat format (https://api-docs.deepseek.com/guides/thinking_mode):
   the message (and the stream's first deltas) carry `reasoning_content` "Thinking it over.".
 """
@@ -34,6 +38,7 @@ from starlette.routing import Route
 from tests.support.recorder import Recorder
 
 REASONING = "Thinking it over."
+REASONING_DETAILS = [{"type": "reasoning.text", "text": REASONING, "signature": "sig-ErUBCkYIBRgCKkD", "format": "anthropic-claude-v1", "index": 0}]
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied", 404: "invalid_request_error",
                413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_exceeded"}
@@ -108,6 +113,8 @@ class FakeOpenAI:
         message = {"role": "assistant", "content": content, "refusal": None}
         if model == "reasoner":
             message["reasoning_content"] = REASONING
+        if model == "reasoner-signed":
+            message["reasoning"], message["reasoning_details"] = REASONING, REASONING_DETAILS
         if tool_calls:
             message["tool_calls"] = tool_calls
         return JSONResponse({
@@ -162,6 +169,8 @@ class FakeOpenAI:
         if model == "reasoner":
             for word in REASONING.split(" "):
                 yield delta({"reasoning_content": word + " "})
+        if model == "reasoner-signed":
+            yield delta({"reasoning": REASONING, "reasoning_details": REASONING_DETAILS})
         if tool_calls:
             for n, call in enumerate(tool_calls):
                 yield delta({"tool_calls": [{"index": n, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})

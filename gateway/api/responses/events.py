@@ -254,10 +254,12 @@ class ResponseEvents:
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            thinking = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(thinking, str) and thinking:
-                out += self._thinking(thinking)
-                self.extras["reasoning_content"] = self.extras.get("reasoning_content", "") + thinking
+            for key in ("reasoning_content", "reasoning"):
+                thinking = delta.get(key)
+                if isinstance(thinking, str) and thinking:
+                    out += self._thinking(thinking)
+                    self.extras[key] = self.extras.get(key, "") + thinking
+                    break
             for key, value in delta.items():
                 if key not in DELTA_FIELDS and value not in (None, ""):
                     self.extras[key] = _merged(self.extras.get(key), value)
