@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.api.responses import items as it
 from gateway.api.responses.events import ResponseEvents
 from gateway.api.responses.service import ENCRYPTED, ResponsesService
+from gateway.api.responses.tools import ToolMap
 from gateway.auth import presented_token
 from gateway.errors import GatewayError, error_response
 
@@ -121,8 +122,6 @@ async def retrieve_response(request: Request) -> Response:
 
 async def _replay(response: dict, starting_after: int):
     """A stored response's events, as its stream sent them (events after `starting_after`)."""
-    from gateway.api.responses.tools import ToolMap
-
     events = ResponseEvents({**response, "status": "in_progress", "output": [], "usage": None}, ToolMap(), lambda _: "")
     frames = events.start()
     for item in response["output"]:
