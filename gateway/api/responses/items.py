@@ -74,6 +74,13 @@ def normalize_input(value: Any, param: str = "input") -> list[dict]:
     return [_normalize_item(item, f"{param}[{i}]") for i, item in enumerate(value)]
 
 
+def _own_id(item: dict, kind: str) -> str:
+    """The item's id as the client sent it (kept: clients dedupe by it), or a fresh one when it
+    has none or one the store cannot hold (over 80 characters)."""
+    given = item.get("id")
+    return given if isinstance(given, str) and 0 < len(given) <= 80 else new_id(PREFIXES.get(kind, "item"))
+
+
 def _normalize_item(item: Any, param: str) -> dict:
     if not isinstance(item, dict):
         raise invalid_request(f"Invalid type for '{param}': expected an object.", param=param)
@@ -83,7 +90,7 @@ def _normalize_item(item: Any, param: str) -> dict:
         if role not in INPUT_ROLES:
             raise invalid_request(f"Invalid value for '{param}.role': expected one of assistant, developer, system, user.", param=f"{param}.role")
         part_type = "output_text" if role == "assistant" else "input_text"
-        out = {"type": "message", "id": item.get("id") or new_id("msg"), "role": role, "status": item.get("status") or "completed",
+        out = {"type": "message", "id": _own_id(item, "message"), "role": role, "status": item.get("status") or "completed",
                "content": _text_parts(item.get("content"), part_type, f"{param}.content")}
         if item.get("phase"):
             out["phase"] = item["phase"]
@@ -107,7 +114,7 @@ def _normalize_item(item: Any, param: str) -> dict:
         raise invalid_request(f"Invalid value for '{param}.type': '{kind}' is not a supported input item type.", param=f"{param}.type")
     out = {k: v for k, v in item.items() if v is not None}
     out["type"] = kind
-    out.setdefault("id", new_id(PREFIXES.get(kind, "item")))
+    out["id"] = _own_id(item, kind)
     if kind in PREFIXES and kind != "reasoning":
         out.setdefault("status", "completed")
     if kind == "reasoning":

@@ -119,7 +119,7 @@ class ResponseStore:
         """Insert (`new`) or update a response (never one already `cancelled`: a background turn
         that ends after its cancel does not undo it); with `append_to`, also append `appended`
         items to that conversation, in the same transaction."""
-        values = {"status": response["status"], "model": response.get("model"), "response": _dumps(response),
+        values = {"status": response["status"], "model": (response.get("model") or "")[:200], "response": _dumps(response),
                   "input": _dumps(input_items)}
 
         def operation(conn: Connection) -> None:
