@@ -42,6 +42,7 @@ from gateway.errors import (
     ProviderCodes,
     error_message_from_body,
     from_upstream_status,
+    invalid_request,
     parse_retry_after,
 )
 from gateway.registry import register
@@ -75,12 +76,23 @@ class CozeWorkflowConfig(AdapterConfig):
 
 # -- errors ------------------------------------------------------------------------------------
 
-# Coze business codes (coze_error_codes) by §3 outcome; anything else is a 502 upstream_error.
+# Coze business codes by §3 outcome, checked against Coze's error code table
+# (https://www.coze.cn/open/docs/developer_guides/coze_error_codes; cozepy has no table of its
+# own: `CozeAPIError` just carries `code`/`msg`). Anything else (4012 invalid model, 4013 model
+# service error, 4021 workflow not configured, 4102 risk control, 5000) is a 502 upstream_error,
+# which a router fails over.
 COZE_CODES = ProviderCodes(
-    auth=frozenset({4100, 4101, 700012006}),  # token invalid / lacks permission / OAuth token invalid
-    rate_limit=frozenset({4008, 4009, 4011, 4016, 4019, 4020, 4022}),  # limits, busy, balance
+    # the config is wrong: token invalid (4100) or lacking permission (4101), OAuth token invalid
+    # (700012006), bot id wrong or not this token's (4006), bot not published to the API (4015)
+    auth=frozenset({4100, 4101, 700012006, 4006, 4015}),
+    # daily uses (4008), system limit (4009), Coze token balance (4011), a chat already running
+    # (4016), pay-as-you-go balance (4019), RPM quota (4020), model service in arrears (4022)
+    rate_limit=frozenset({4008, 4009, 4011, 4016, 4019, 4020, 4022}),
     content_filter=frozenset({4105}),
-    request=dict.fromkeys((4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4010, 4012, 4014, 4015, 4200, 4314, 4315)),
+    request={
+        **dict.fromkeys((4000, 4001, 4002, 4003, 4004, 4005, 4007, 4014, 4104, 4200, 4300, 4301, 4302, 4303, 4304, 4314, 4315)),
+        4010: "context_length_exceeded",  # the prompt's tokens exceed the model's limit
+    },
 )
 
 
@@ -155,10 +167,11 @@ class _Chunks:
         self.finished = False
         self.usage: dict[str, int] | None = None
 
-    def content(self, text: str) -> list[dict[str, Any]]:
+    def content(self, text: str, field: str = "content") -> list[dict[str, Any]]:
+        """A delta of `content` (or `reasoning_content`) text; nothing for empty text."""
         if not text:
             return []
-        delta = {"content": text}
+        delta = {field: text}
         if not self.started:
             delta = {"role": "assistant", **delta}
             self.started = True
@@ -192,8 +205,9 @@ def _coze_usage(usage: Any) -> dict[str, int] | None:
 class CozeChatStreamTranslator(StreamTranslator):
     """Coze v3 chat events → OpenAI chunks.
 
-    `conversation.message.delta` of type `answer` → content deltas (an `answer` that arrives only
-    as `conversation.message.completed` is sent whole); `conversation.chat.completed` → finish
+    `conversation.message.delta` of type `answer` → `reasoning_content` deltas (a deep-thinking
+    bot's `reasoning_content`, cozepy `Message.reasoning_content`) and content deltas (an `answer`
+    that arrives only as `conversation.message.completed` is sent whole); `conversation.chat.completed` → finish
     `stop` and usage; `conversation.chat.failed` (its `last_error`) and `error` events raise the
     mapped GatewayError; `conversation.chat.requires_action` (a client-side plugin) raises 502.
     `created`, `in_progress`, other message types (function_call, tool_output, verbose,
@@ -210,10 +224,10 @@ class CozeChatStreamTranslator(StreamTranslator):
         if name == "conversation.message.delta":
             if isinstance(data, dict) and data.get("type") == "answer" and data.get("role", "assistant") == "assistant":
                 self.streamed.add(data.get("id"))
-                return self.state.content(data.get("content") or "")
+                return self._answer(data)
         elif name == "conversation.message.completed":
             if isinstance(data, dict) and data.get("type") == "answer" and data.get("id") not in self.streamed:
-                return self.state.content(data.get("content") or "")
+                return self._answer(data)
         elif name == "conversation.chat.completed":
             if isinstance(data, dict):
                 self.state.usage = _coze_usage(data.get("usage"))
@@ -228,6 +242,12 @@ class CozeChatStreamTranslator(StreamTranslator):
             error = data if isinstance(data, dict) else {}
             raise coze_error(error.get("code"), str(error.get("msg") or event.data or "Coze stream error"))
         return []
+
+    def _answer(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        reasoning = message.get("reasoning_content")
+        out = self.state.content(reasoning, "reasoning_content") if isinstance(reasoning, str) else []
+        content = message.get("content")
+        return out + self.state.content(content if isinstance(content, str) else "")
 
     def finish(self) -> list[dict[str, Any]]:
         return self.state.close()
@@ -248,11 +268,19 @@ def workflow_answer(output: Any) -> str:
     return output
 
 
+INTERRUPT_NOTE = (
+    "[The Coze workflow paused at its '{node}' node, waiting for input. The gateway cannot resume a "
+    "paused workflow: each request starts a new run.]"
+)
+
+
 class CozeWorkflowStreamTranslator(StreamTranslator):
     """Coze workflow stream events → OpenAI chunks: `Message` → content (`workflow_answer` of
     its `content`; its `usage`, when present, kept for the usage chunk); `Error`
-    (`error_code`/`error_message`) raises the mapped GatewayError; `Interrupt` (the workflow
-    waits for input the gateway cannot give) and `Done` end the answer with `stop`."""
+    (`error_code`/`error_message`) raises the mapped GatewayError; `Done` ends the answer with
+    `stop`. `Interrupt` (cozepy `WorkflowEventInterrupt`: a Question or input node named
+    `node_title` waits for an answer, which only Coze's resume API can give) adds a note saying so
+    to the content (`INTERRUPT_NOTE`), then ends with `stop`."""
 
     def __init__(self, model: str) -> None:
         self.state = _Chunks(model)
@@ -269,7 +297,12 @@ class CozeWorkflowStreamTranslator(StreamTranslator):
         if event.event in ("Interrupt", "Done"):
             if isinstance(data, dict) and (usage := _coze_usage(data.get("usage"))) is not None:
                 self.state.usage = usage
-            return self.state.finish("stop")
+            note = []
+            if event.event == "Interrupt":
+                node = data.get("node_title") if isinstance(data, dict) else None
+                text = INTERRUPT_NOTE.format(node=node or "?")
+                note = self.state.content(f"\n\n{text}" if self.state.started else text)
+            return note + self.state.finish("stop")
         return []
 
     def finish(self) -> list[dict[str, Any]]:
@@ -290,6 +323,17 @@ class CozeAdapter(HTTPAdapter):
     def fixed_headers(self) -> dict[str, str]:
         return {"content-type": "application/json", "authorization": f"Bearer {self.config.api_key}"}
 
+    def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        """Raises GatewayError 400 for `n` > 1: Coze answers once."""
+        n = request.body.get("n")
+        if isinstance(n, int) and n > 1:
+            raise invalid_request(f"{self.type_name} returns one choice; 'n' must be 1.", param="n")
+        return self.coze_body(request)
+
+    def coze_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The Coze request body."""
+        raise NotImplementedError
+
     def translate_error(self, status: int, body: bytes, headers: Any) -> GatewayError:
         """An error status, or a JSON body where an event stream was expected: the body's Coze
         code decides when it has one, else the status."""
@@ -309,7 +353,7 @@ class CozeChatAdapter(CozeAdapter):
     def endpoint(self, request: ChatRequest, stream: bool) -> str:
         return f"{self._base}/v3/chat"
 
-    def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+    def coze_body(self, request: ChatRequest) -> dict[str, Any]:
         """`{bot_id, user_id, stream: true, auto_save_history: false, additional_messages}`."""
         messages = [m for m in (coze_message(msg) for msg in request.body["messages"]) if m is not None]
         user = request.body.get("user")
@@ -327,6 +371,7 @@ class CozeChatAdapter(CozeAdapter):
     async def complete(self, request: ChatRequest) -> Completion:
         """The streamed answer collected into one `chat.completion` (see the module docstring)."""
         parts: list[str] = []
+        reasoning: list[str] = []
         reason, usage = "stop", None
         async for chunk in self.stream(request):
             if not chunk["choices"]:
@@ -334,8 +379,11 @@ class CozeChatAdapter(CozeAdapter):
                 continue
             choice = chunk["choices"][0]
             parts.append(choice["delta"].get("content") or "")
+            reasoning.append(choice["delta"].get("reasoning_content") or "")
             reason = choice["finish_reason"] or reason
         message = oai.message("".join(parts))
+        if any(reasoning):
+            message["reasoning_content"] = "".join(reasoning)
         return oai.chat_completion(self.model_for(request), [oai.choice(0, message, reason)], usage or oai.usage(0, 0))
 
 
@@ -349,7 +397,7 @@ class CozeWorkflowAdapter(CozeAdapter):
     def endpoint(self, request: ChatRequest, stream: bool) -> str:
         return f"{self._base}/v1/workflow/{'stream_run' if stream else 'run'}"
 
-    def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+    def coze_body(self, request: ChatRequest) -> dict[str, Any]:
         """`{workflow_id, parameters: {input_parameter: last user text, ...}, bot_id?, app_id?}`."""
         c = self.config
         body: dict[str, Any] = {

@@ -15,39 +15,38 @@ The mapping, OpenAI Chat Completions on the left, Gemini on the right:
 |------------------------------------------|---------------------------------------------------------|
 | `system` / `developer` messages          | `systemInstruction.parts[].text`                        |
 | `user` / `assistant` roles               | `contents[].role` `user` / `model` (runs of one role merged) |
-| text part, `image_url` (data URL / URL)  | `{text}`, `{inlineData: {mimeType, data}}` / `{fileData: {mimeType, fileUri}}` |
-| assistant `tool_calls[]`                 | `model` `functionCall` parts `{name, args}`             |
-| `tool` message (by `tool_call_id`)       | `user` `functionResponse` part `{name, response}`       |
+| text part, `image_url` (data URL / URL)  | `{text}`, `{inlineData: {mimeType, data}}` / `{fileData: {mimeType, fileUri}}` (https URLs of a known MIME type, `gs://`, Files API; others 400) |
+| assistant `tool_calls[]`                 | `model` `functionCall` parts `{id?, name, args}` + `thoughtSignature` (from the id) |
+| `tool` message (by `tool_call_id`)       | `user` `functionResponse` part `{id?, name, response}`  |
 | `tools[].function`                       | `tools[].functionDeclarations[]` (`parametersJsonSchema`) |
 | `tool_choice`                            | `toolConfig.functionCallingConfig` (`AUTO`/`NONE`/`ANY`, `allowedFunctionNames`) |
-| sampling fields (`GENERATION_CONFIG`)    | `generationConfig.*`                                    |
+| sampling fields (`GENERATION_CONFIG`)    | `generationConfig.*` (penalties only on 1.x / 2.0: 2.5+ refuse them) |
+| `reasoning_effort`                       | `generationConfig.thinkingConfig` (`thinkingBudget` on 2.5, `thinkingLevel` on 3; `includeThoughts`) |
+| `message.reasoning_content`, `delta.reasoning_content` | thought parts (`thought: true`)         |
 | `choices[]` / `finish_reason`            | `candidates[]` / `finishReason` (`FINISH_REASONS`)      |
 | `usage`                                  | `usageMetadata` (thoughts count as completion tokens)   |
 
-Gemini has no tool call ids, so the gateway makes them (`call_...`). When a `functionCall`
-part carries a `thoughtSignature` (Gemini 2.5+ thinking models; Gemini 3 requires it back on
-the next turn), the signature rides in the id after `__ts__` and is restored when the client
-sends the assistant message back.
+Tool call ids carry Gemini's own `functionCall.id` (`gcall_<id>`, else a fresh `call_<hex>`)
+and its `thoughtSignature` (after `__ts__`), restored when the client sends the assistant
+message back: see `adapters/gemini_request.py`, where the request converters live too.
+An over-long prompt's 400 gets the code `context_length_exceeded`.
 """
 
 from __future__ import annotations
 
-import base64
-import mimetypes
 import re
-import uuid
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 import orjson
 from httpx_sse import ServerSentEvent
 
+from adapters import gemini_request as req
 from gateway import openai_format as oai
 from gateway.adapter import AdapterConfig, Completion, HTTPAdapter, StreamTranslator
 from gateway.errors import (
     GatewayError,
     from_upstream_status,
-    invalid_request,
     parse_retry_after,
     upstream_auth_error,
 )
@@ -56,17 +55,6 @@ from gateway.request import ChatRequest
 
 GEMINI_API_BASE = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
-
-# OpenAI request field -> `generationConfig` field, value copied as is.
-GENERATION_CONFIG = {
-    "temperature": "temperature",
-    "top_p": "topP",
-    "top_k": "topK",
-    "n": "candidateCount",
-    "seed": "seed",
-    "presence_penalty": "presencePenalty",
-    "frequency_penalty": "frequencyPenalty",
-}
 
 # Gemini `finishReason` -> OpenAI `finish_reason` (a candidate with a functionCall is `tool_calls`).
 FINISH_REASONS = {
@@ -83,19 +71,12 @@ FINISH_REASONS = {
     "MODEL_ARMOR": "content_filter",
 }
 
-# OpenAI `tool_choice` string -> `functionCallingConfig.mode`.
-TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
-
 # The Gemini error `details[].reason` that means the gateway's own key was refused.
 AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"})
 
-# Tool call ids the gateway makes: `call_<hex>`, plus `__ts__<thoughtSignature>` when Gemini signed the call.
-SIGNATURE_SEPARATOR = "__ts__"
-# Google's documented stand-in for a missing signature (https://ai.google.dev/gemini-api/docs/thought-signatures):
-# used for a model turn whose calls were not made by Gemini through this gateway.
-SKIP_SIGNATURE = "skip_thought_signature_validator"
-
-_DATA_URL = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*),(?P<data>.*)$", re.DOTALL)
+# A 400 INVALID_ARGUMENT for an over-long prompt: `The input token count (N) exceeds the maximum
+# number of tokens allowed (M).`
+CONTEXT_LENGTH_ERROR = re.compile(r"input token count.*exceeds the maximum number of tokens", re.IGNORECASE | re.DOTALL)
 
 
 class GeminiConfig(AdapterConfig):
@@ -103,204 +84,6 @@ class GeminiConfig(AdapterConfig):
     `https://generativelanguage.googleapis.com`), `model` (forced; default `gemini-2.5-flash`)."""
 
     api_key: str
-
-
-# -- request: OpenAI -> Gemini -----------------------------------------------------------------
-
-
-def _tool_call_id(signature: str | None = None) -> str:
-    """A fresh `call_...` id, carrying a Gemini `thoughtSignature` when there is one."""
-    call_id = f"call_{uuid.uuid4().hex[:24]}"
-    return f"{call_id}{SIGNATURE_SEPARATOR}{signature}" if signature else call_id
-
-
-def _signature_of(call_id: Any) -> str | None:
-    """The `thoughtSignature` a gateway-made tool call id carries, if any."""
-    if isinstance(call_id, str) and SIGNATURE_SEPARATOR in call_id:
-        return call_id.split(SIGNATURE_SEPARATOR, 1)[1] or None
-    return None
-
-
-def _inline_data(url: str, param: str) -> dict[str, Any]:
-    """`{inlineData: {mimeType, data}}` from a `data:` URL (base64 or percent-encoded). Raises 400."""
-    match = _DATA_URL.match(url)
-    if not match:
-        raise invalid_request(f"Invalid data URL in '{param}'.", param=param)
-    mime = match["mime"] or "application/octet-stream"
-    data = match["data"]
-    if ";base64" not in match["params"]:
-        data = base64.b64encode(unquote_to_bytes(data)).decode("ascii")
-    return {"inlineData": {"mimeType": mime, "data": data}}
-
-
-def _file_data(url: str, default_mime: str) -> dict[str, Any]:
-    """`{fileData: {mimeType, fileUri}}` for a URL Gemini fetches itself (http(s), `gs://`, Files API)."""
-    mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or default_mime
-    return {"fileData": {"mimeType": mime, "fileUri": url}}
-
-
-def _media_part(url: str, default_mime: str, param: str) -> dict[str, Any]:
-    return _inline_data(url, param) if url.startswith("data:") else _file_data(url, default_mime)
-
-
-def _parts(content: Any, param: str) -> list[dict[str, Any]]:
-    """Gemini `parts` for an OpenAI message `content` (string or content-part array). Raises 400
-    for a part type Gemini cannot take."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    parts: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        kind, where = part.get("type"), f"{param}[{j}]"
-        if kind == "text":
-            if part.get("text"):
-                parts.append({"text": part["text"]})
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str) or not url:
-                raise invalid_request(f"Missing 'image_url.url' in '{where}'.", param=where)
-            parts.append(_media_part(url, "image/jpeg", where))
-        elif kind == "input_audio":
-            audio = part.get("input_audio") or {}
-            parts.append({"inlineData": {"mimeType": f"audio/{audio.get('format', 'wav')}", "data": audio.get("data", "")}})
-        elif kind == "file":
-            file = part.get("file") or {}
-            if isinstance(file.get("file_data"), str):
-                parts.append(_media_part(file["file_data"], "application/pdf", where))
-            elif isinstance(file.get("file_id"), str):
-                parts.append(_file_data(file["file_id"], "application/pdf"))
-            else:
-                raise invalid_request(f"'{where}' needs 'file.file_data' or 'file.file_id'.", param=where)
-        elif kind == "refusal":
-            continue
-        else:
-            raise invalid_request(f"Content part type '{kind}' in '{where}' is not supported by Gemini.", param=where)
-    return parts
-
-
-def _function_response(content: Any) -> dict[str, Any]:
-    """A `functionResponse.response` object: the tool's JSON object, else `{"content": value}`."""
-    text = oai.text_of(content)
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {"content": text}
-    return value if isinstance(value, dict) else {"content": value}
-
-
-def _function_call_parts(calls: list[dict[str, Any]], param: str) -> list[dict[str, Any]]:
-    """`functionCall` parts for an assistant message's `tool_calls`, signatures restored."""
-    parts = []
-    for k, call in enumerate(calls):
-        function = call.get("function") or {}
-        arguments = function.get("arguments") or "{}"
-        try:
-            args = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            raise invalid_request(
-                f"'{param}[{k}].function.arguments' is not valid JSON.", param=f"{param}[{k}].function.arguments"
-            ) from None
-        part: dict[str, Any] = {"functionCall": {"name": function.get("name", ""), "args": args if isinstance(args, dict) else {}}}
-        if signature := _signature_of(call.get("id")):
-            part["thoughtSignature"] = signature
-        parts.append(part)
-    if parts and not any("thoughtSignature" in p for p in parts):
-        parts[0]["thoughtSignature"] = SKIP_SIGNATURE
-    return parts
-
-
-def translate_messages(messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """`(systemInstruction, contents)` for OpenAI `messages`.
-
-    system/developer text goes to `systemInstruction`; user/assistant/tool messages become
-    `contents` with roles `user`/`model`/`user`, consecutive same-role contents merged (Gemini
-    wants the parallel function responses of one turn in one content). A tool message's function
-    name is looked up from the assistant tool call it answers. Raises GatewayError 400.
-    """
-    system: list[dict[str, Any]] = []
-    contents: list[dict[str, Any]] = []
-    names: dict[str, str] = {}
-
-    def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-
-    for i, msg in enumerate(messages):
-        role, param = msg.get("role"), f"messages[{i}]"
-        if role in ("system", "developer"):
-            text = oai.text_of(msg.get("content"))
-            if text:
-                system.append({"text": text})
-        elif role == "user":
-            add("user", _parts(msg.get("content"), f"{param}.content"))
-        elif role == "assistant":
-            parts = [p for p in _parts(msg.get("content"), f"{param}.content") if "text" in p]
-            calls = list(msg.get("tool_calls") or [])
-            if isinstance(msg.get("function_call"), dict):  # legacy functions API
-                calls.append({"function": msg["function_call"]})
-            for call in calls:
-                if isinstance(call.get("id"), str):
-                    names[call["id"]] = (call.get("function") or {}).get("name", "")
-            add("model", parts + _function_call_parts(calls, f"{param}.tool_calls"))
-        elif role in ("tool", "function"):
-            name = names.get(msg.get("tool_call_id")) or msg.get("name")
-            if not name:
-                raise invalid_request(
-                    f"'{param}.tool_call_id' does not match a tool call of an earlier assistant message.",
-                    param=f"{param}.tool_call_id",
-                )
-            add("user", [{"functionResponse": {"name": name, "response": _function_response(msg.get("content"))}}])
-    return ({"parts": system} if system else None), contents
-
-
-def translate_generation_config(body: dict[str, Any]) -> dict[str, Any]:
-    """`generationConfig` from the OpenAI sampling fields, `stop`, max tokens and `response_format`."""
-    config = {gemini: body[openai] for openai, gemini in GENERATION_CONFIG.items() if body.get(openai) is not None}
-    max_tokens = body.get("max_completion_tokens") if body.get("max_completion_tokens") is not None else body.get("max_tokens")
-    if max_tokens is not None:
-        config["maxOutputTokens"] = max_tokens
-    stop = body.get("stop")
-    if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    response_format = body.get("response_format") or {}
-    if response_format.get("type") == "json_object":
-        config["responseMimeType"] = "application/json"
-    elif response_format.get("type") == "json_schema":
-        config["responseMimeType"] = "application/json"
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if schema is not None:
-            config["responseJsonSchema"] = schema
-    return config
-
-
-def translate_tools(body: dict[str, Any]) -> dict[str, Any]:
-    """`tools` (one `functionDeclarations` list) and `toolConfig` from OpenAI `tools`/`tool_choice`."""
-    out: dict[str, Any] = {}
-    declarations = []
-    for tool in body.get("tools") or []:
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            continue
-        function = tool.get("function") or {}
-        declaration = {"name": function.get("name", "")}
-        if function.get("description"):
-            declaration["description"] = function["description"]
-        if function.get("parameters"):
-            declaration["parametersJsonSchema"] = function["parameters"]
-        declarations.append(declaration)
-    if declarations:
-        out["tools"] = [{"functionDeclarations": declarations}]
-    choice = body.get("tool_choice")
-    if isinstance(choice, str) and choice in TOOL_CHOICE_MODES:
-        out["toolConfig"] = {"functionCallingConfig": {"mode": TOOL_CHOICE_MODES[choice]}}
-    elif isinstance(choice, dict) and (name := (choice.get("function") or {}).get("name")):
-        out["toolConfig"] = {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
-    return out
 
 
 # -- response: Gemini -> OpenAI ----------------------------------------------------------------
@@ -326,16 +109,18 @@ def finish_reason(candidate: dict[str, Any], called: bool) -> str | None:
     return "tool_calls" if called else FINISH_REASONS.get(reason, "stop")
 
 
-def _text_and_calls(candidate: dict[str, Any]) -> tuple[str, list[tuple[str, str, str | None]]]:
-    """A candidate's visible text (thought summaries left out) and `(name, arguments JSON, signature)` calls."""
-    text, calls = [], []
+def _read_candidate(candidate: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
+    """A candidate's (visible text, thought summary text, OpenAI `tool_calls` without `index`).
+    A call's id carries Gemini's `functionCall.id` and `thoughtSignature` (`req.tool_call_id`)."""
+    text, thoughts, calls = [], [], []
     for part in (candidate.get("content") or {}).get("parts") or []:
         if "functionCall" in part:
             call = part["functionCall"]
-            calls.append((call.get("name", ""), orjson.dumps(call.get("args") or {}).decode(), part.get("thoughtSignature")))
-        elif isinstance(part.get("text"), str) and not part.get("thought"):
-            text.append(part["text"])
-    return "".join(text), calls
+            call_id = req.tool_call_id(call.get("id"), part.get("thoughtSignature"))
+            calls.append(oai.tool_call(call_id, call.get("name", ""), orjson.dumps(call.get("args") or {}).decode()))
+        elif isinstance(part.get("text"), str):
+            (thoughts if part.get("thought") else text).append(part["text"])
+    return "".join(text), "".join(thoughts), calls
 
 
 def blocked_prompt(data: dict[str, Any]) -> GatewayError | None:
@@ -371,7 +156,10 @@ def translate_error(status: int, body: Any, retry_after: float | None = None) ->
             delay = detail.get("retryDelay")
             if isinstance(delay, str) and delay.endswith("s"):
                 retry_after = parse_retry_after(delay[:-1])
-    return from_upstream_status(status, message, retry_after)
+    error = from_upstream_status(status, message, retry_after)
+    if status == 400 and CONTEXT_LENGTH_ERROR.search(message):
+        error.code = "context_length_exceeded"
+    return error
 
 
 class GeminiStream(StreamTranslator):
@@ -413,14 +201,15 @@ class GeminiStream(StreamTranslator):
             if index not in self._started:
                 self._started.add(index)
                 out.append(self.chunks.chunk({"role": "assistant", "content": ""}, index=index))
-            text, calls = _text_and_calls(candidate)
+            text, thoughts, calls = _read_candidate(candidate)
+            if thoughts:
+                out.append(self.chunks.chunk({"reasoning_content": thoughts}, index=index))
             if text:
                 out.append(self.chunks.chunk({"content": text}, index=index))
-            for name, arguments, signature in calls:
+            for call in calls:
                 n = self._calls.get(index, 0)
                 self._calls[index] = n + 1
-                delta = oai.tool_call(_tool_call_id(signature), name, arguments, index=n)
-                out.append(self.chunks.chunk({"tool_calls": [delta]}, index=index))
+                out.append(self.chunks.chunk({"tool_calls": [{"index": n, **call}]}, index=index))
             reason = finish_reason(candidate, index in self._calls)
             if reason:
                 out.append(self.chunks.chunk({}, reason, index=index))
@@ -456,12 +245,13 @@ class GeminiAdapter(HTTPAdapter):
     def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The `GenerateContentRequest`: `contents`, `systemInstruction`, `tools`, `toolConfig`, `generationConfig`."""
         body = self.prepared_body(request)
-        system, contents = translate_messages(body["messages"])
+        model = self.model_for(request)
+        system, contents = req.translate_messages(body["messages"], model)
         out: dict[str, Any] = {"contents": contents}
         if system:
             out["systemInstruction"] = system
-        out.update(translate_tools(body))
-        if config := translate_generation_config(body):
+        out.update(req.translate_tools(body))
+        if config := req.translate_generation_config(body, model):
             out["generationConfig"] = config
         return out
 
@@ -479,9 +269,10 @@ class GeminiAdapter(HTTPAdapter):
             raise from_upstream_status(502, "Gemini answered without any candidate")
         choices = []
         for position, candidate in enumerate(candidates):
-            text, calls = _text_and_calls(candidate)
-            tool_calls = [oai.tool_call(_tool_call_id(sig), name, args) for name, args, sig in calls]
-            message = oai.message(text if text or not tool_calls else None, tool_calls)
+            text, thoughts, calls = _read_candidate(candidate)
+            message = oai.message(text if text or not calls else None, calls)
+            if thoughts:
+                message["reasoning_content"] = thoughts
             choices.append(oai.choice(int(candidate.get("index", position)), message, finish_reason(candidate, bool(calls)) or "stop"))
         response_id = data.get("responseId")
         return oai.chat_completion(

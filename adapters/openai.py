@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import orjson
-from pydantic import model_validator
+from pydantic import Field
 
 from gateway.adapter import Adapter, AdapterConfig, Completion, StreamItem
 from gateway.errors import GatewayError, error_message_from_body, from_upstream_status, parse_retry_after
@@ -29,13 +29,10 @@ class OpenAIConfig(AdapterConfig):
 
 
 class ProxyConfig(OpenAIConfig):
-    """As `openai`, but `api_base` is required (the OpenAI-compatible service's `/v1` base)."""
+    """As `openai`, but `api_base` is required (the OpenAI-compatible service's `/v1` base).
+    Declared as a required field, so a config error names `config.api_base`."""
 
-    @model_validator(mode="after")
-    def _needs_base(self) -> ProxyConfig:
-        if not self.api_base:
-            raise ValueError("api_base is required for a proxy (the service's OpenAI-compatible base URL)")
-        return self
+    api_base: str = Field(min_length=1, description="the OpenAI-compatible service's base URL, e.g. http://localhost:8000/v1")
 
 
 class OpenAICompatible(Adapter):

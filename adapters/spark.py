@@ -33,9 +33,16 @@ become `payload.functions.text`; `temperature`, `max_tokens` / `max_completion_t
 Spark → OpenAI: text deltas become `content`, `function_call` becomes `tool_calls` with
 `finish_reason: "tool_calls"`, the last frame's `usage.text` becomes `usage`.
 
-The transport is the `websockets` asyncio client: `connect_timeout` bounds the handshake,
-`request_timeout` the first frame and `stream_idle_timeout` each later frame. Outbound
-`proxies` cannot be used for a WebSocket here, so the config refuses them.
+The transport is aiohttp's WebSocket client through the shared `UpstreamHTTP.websocket`:
+`connect_timeout` bounds the handshake, `request_timeout` the first frame and
+`stream_idle_timeout` each later frame. `proxies` work as for the HTTP adapters: a `wss://` URL
+goes through the `https` proxy (a CONNECT tunnel), a `ws://` URL through the `http` one.
+
+Tools: `tools` are sent as `payload.functions`, which the older Web API revision lists for
+4.0Ultra and Max. The current revision (https://www.xfyun.cn/doc/spark/Web.html, "Ultra版本已
+升级至X1.5") says function calls need the HTTP protocol ("如果需要使用FunctionCall 功能,请移步http协议"),
+so on the WebSocket a model may ignore them; use Spark's OpenAI-compatible HTTP endpoint
+(`https://spark-api-open.xf-yun.com/v1`) through the `proxy` type for reliable tool calls.
 """
 
 from __future__ import annotations
@@ -44,7 +51,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -53,20 +59,17 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import aiohttp
 import orjson
 from pydantic import Field, field_validator
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from gateway import openai_format as oai
 from gateway.adapter import Adapter, AdapterConfig, Completion, StreamItem
 from gateway.errors import (
     GatewayError,
     ProviderCodes,
-    error_message_from_body,
     from_upstream_status,
     invalid_request,
-    parse_retry_after,
     upstream_timeout,
     upstream_unreachable,
 )
@@ -74,11 +77,6 @@ from gateway.registry import register
 from gateway.request import ChatRequest
 
 SPARK_API_BASE = "wss://spark-api.xf-yun.com"
-
-# The websockets client logs the request line (the signed URL, which carries the api_key in
-# base64) at DEBUG; keep its own logger quiet whatever the gateway's log level.
-_WS_LOG = logging.getLogger("gateway.adapters.spark.websocket")
-_WS_LOG.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +126,7 @@ class SparkConfig(AdapterConfig):
     `api_model_version` (a key of `VERSIONS`, default `v3.5`), `top_k` (1-6, default sampling
     breadth); plus the common `api_base` (default `wss://spark-api.xf-yun.com`; `ws://` works,
     `http(s)://` is read as `ws(s)://`), `model` (the name reported back) and sampling defaults.
-    `proxies` is refused: the WebSocket client cannot go through an HTTP proxy."""
+    `proxies`: the outbound HTTP proxy, as for the HTTP adapters (`{https: URL}` for `wss://`)."""
 
     app_id: str = Field(min_length=1)
     api_key: str = Field(min_length=1)
@@ -154,13 +152,6 @@ class SparkConfig(AdapterConfig):
         if scheme not in ("ws", "wss") or not rest:
             raise ValueError("api_base must be a ws:// or wss:// URL (default wss://spark-api.xf-yun.com)")
         return f"{scheme}://{rest}".rstrip("/")
-
-    @field_validator("proxies")
-    @classmethod
-    def _no_proxies(cls, value: Any) -> None:
-        if value:
-            raise ValueError("outbound proxies are not supported for xunfei-spark-api (WebSocket); remove 'proxies'")
-        return None
 
 
 def signed_url(url: str, api_key: str, api_secret: str, date: str | None = None) -> str:
@@ -376,9 +367,11 @@ class SparkReply:
 # -- the adapter ---------------------------------------------------------------------------------
 
 _CLOSING: set[asyncio.Task] = set()
+# aiohttp message types that end a session before its last frame.
+_ENDED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
 
-async def _close(ws: ClientConnection) -> None:
+async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
     """Close the websocket (close handshake, bounded by `close_timeout`), finishing in the
     background when the caller is being cancelled (the client disconnected)."""
     task = asyncio.ensure_future(ws.close())
@@ -428,38 +421,24 @@ class SparkAdapter(Adapter):
         (`status` 2) or an error frame. The websocket is closed when this generator ends or is
         closed (client disconnect). Raises GatewayError for every transport failure."""
         settings = self.runtime.settings
+        ws = await self.runtime.http.websocket(
+            signed_url(self.url, self.config.api_key, self.config.api_secret), proxies=self.config.proxies
+        )
         try:
-            ws: ClientConnection = await connect(
-                signed_url(self.url, self.config.api_key, self.config.api_secret),
-                open_timeout=settings.connect_timeout,
-                close_timeout=settings.connect_timeout,
-                max_size=2**24,
-                logger=_WS_LOG,
-            )
-        except InvalidStatus as exc:
-            response = exc.response
-            raise from_upstream_status(
-                response.status_code,
-                error_message_from_body(bytes(response.body or b"")),
-                parse_retry_after(response.headers.get("retry-after")),
-            ) from None
-        except TimeoutError:
-            raise upstream_timeout("connect") from None
-        except (OSError, WebSocketException) as exc:
-            raise upstream_unreachable(type(exc).__name__) from None
-        try:
-            await ws.send(orjson.dumps(frame).decode())
+            await ws.send_str(orjson.dumps(frame).decode())
             first = True
             while True:
                 try:
                     async with asyncio.timeout(settings.request_timeout if first else settings.stream_idle_timeout):
-                        message = await ws.recv()
+                        message = await ws.receive()
                 except TimeoutError:
                     raise upstream_timeout("first frame" if first else "stream idle") from None
                 first = False
+                if message.type in _ENDED:
+                    raise upstream_unreachable("the connection closed before the answer ended")
                 try:
-                    data = orjson.loads(message)
-                except orjson.JSONDecodeError:
+                    data = orjson.loads(message.data)
+                except (orjson.JSONDecodeError, TypeError):
                     data = None
                 if not isinstance(data, dict):
                     raise from_upstream_status(502, "the upstream sent a frame that is not a JSON object")
@@ -467,8 +446,8 @@ class SparkAdapter(Adapter):
                 header = data.get("header") if isinstance(data.get("header"), dict) else {}
                 if header.get("code") or header.get("status") == 2:
                     return
-        except ConnectionClosed:
-            raise upstream_unreachable("the connection closed before the answer ended") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise upstream_unreachable(f"the connection failed before the answer ended ({type(exc).__name__})") from None
         finally:
             await _close(ws)
 

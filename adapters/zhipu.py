@@ -8,7 +8,17 @@ https://docs.z.ai/api-reference/api-code) and the official `zhipuai` SDK's wire 
 Auth: a key of the form `id.secret` is turned into a short-lived HS256 JWT exactly as the SDK does
 (header `{"alg": "HS256", "sign_type": "SIGN"}`, payload `{"api_key": id, "exp": ms, "timestamp":
 ms}`, signed with `secret`), cached until shortly before it expires; any other key is sent as it is.
-Both go as `Authorization: Bearer ...`.
+Both go as `Authorization: Bearer ...`. Each signed JWT is a live credential: it is registered with
+the runtime's scrubber (`Scrubber.add_derived`) before it is sent, so an upstream error quoting it
+never reaches a client, the admin page or a log.
+
+Reasoning (docs.z.ai/guides/capabilities/thinking-mode; the SDK's `CompletionMessage` and
+`ChoiceDelta` both carry `reasoning_content`): GLM's `reasoning_content` is passed on as
+`message.reasoning_content` and `delta.reasoning_content` (the field DeepSeek, GLM and
+NextChat/LobeChat use), an assistant message's `reasoning_content` goes back to GLM in the history
+(interleaved thinking with tools needs it), and OpenAI's `reasoning_effort` becomes GLM's
+`thinking` (`none`/`minimal` → `{"type": "disabled"}`, others → `{"type": "enabled"}`) unless the
+client sent `thinking` itself.
 
 The body is OpenAI-like; `GLM_REQUEST_FIELDS` is the field mapping (what GLM accepts, renamed or
 clamped where its ranges differ); everything else is dropped. Answers and SSE chunks are
@@ -32,6 +42,7 @@ from gateway.errors import (
     ProviderCodes,
     error_message_from_body,
     from_upstream_status,
+    invalid_request,
     parse_retry_after,
 )
 from gateway.registry import register
@@ -69,8 +80,22 @@ def _top_p(value: float, out: dict[str, Any]) -> None:
     out["top_p"] = min(max(float(value), 0.01), 0.99)
 
 
-def _max_tokens(value: int, out: dict[str, Any]) -> None:
-    out.setdefault("max_tokens", value)
+def _thinking_from_effort(value: str, out: dict[str, Any]) -> None:
+    """OpenAI `reasoning_effort` → GLM `thinking` (GLM has only on and off); a client's own
+    `thinking` (mapped after this) wins."""
+    out["thinking"] = {"type": "disabled" if value in REASONING_OFF else "enabled"}
+
+
+def _response_format(value: dict, out: dict[str, Any]) -> None:
+    """GLM takes `text` and `json_object` only (docs.z.ai/api-reference/llm/chat-completion):
+    `json_schema` is sent as `json_object`, its schema given to the model in the system prompt
+    (`_schema_hint`)."""
+    if isinstance(value, dict) and value.get("type") == "json_schema":
+        out["response_format"] = {"type": "json_object"}
+        spec = value.get("json_schema") if isinstance(value.get("json_schema"), dict) else {}
+        out["_schema_hint"] = SCHEMA_HINT.format(schema=orjson.dumps(spec.get("schema") or {"type": "object"}).decode())
+    else:
+        out["response_format"] = value
 
 
 def _stop(value: str | list[str], out: dict[str, Any]) -> None:
@@ -101,21 +126,29 @@ def _copy(name: str) -> Callable[[Any, dict[str, Any]], None]:
     return put
 
 
-# OpenAI request field → how it lands in the GLM body. Fields not listed are dropped (n,
-# presence_penalty, frequency_penalty, logit_bias, logprobs, parallel_tool_calls, stream_options...).
+# `reasoning_effort` values that turn GLM's thinking off.
+REASONING_OFF = frozenset({"none", "minimal"})
+SCHEMA_HINT = "Respond with a JSON object that conforms to this JSON schema: {schema}"
+
+# OpenAI request field → how it lands in the GLM body, applied in this order (a later field
+# wins: the client's `max_completion_tokens` over `max_tokens`, which may be the config's
+# default; GLM's own `thinking` over `reasoning_effort`). Fields not listed are dropped
+# (presence_penalty, frequency_penalty, logit_bias, logprobs, parallel_tool_calls, stream_options...);
+# `n` > 1 is refused (`glm_request`).
 GLM_REQUEST_FIELDS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
     "model": _copy("model"),
     "stream": _copy("stream"),
     "temperature": _temperature,
     "top_p": _top_p,
     "max_tokens": _copy("max_tokens"),
-    "max_completion_tokens": _max_tokens,
+    "max_completion_tokens": _copy("max_tokens"),
     "stop": _stop,
     "tools": _copy("tools"),
     "tool_choice": _tool_choice,
-    "response_format": _copy("response_format"),
+    "response_format": _response_format,
     "seed": _copy("seed"),
     "user": _user,
+    "reasoning_effort": _thinking_from_effort,
     # GLM's own fields, passed through when a client sends them.
     "user_id": _copy("user_id"),
     "request_id": _copy("request_id"),
@@ -150,9 +183,12 @@ def _glm_content(content: Any) -> Any:
 
 
 def glm_message(message: dict[str, Any]) -> dict[str, Any]:
-    """One OpenAI message → a GLM message (`role`, `content`, `tool_calls`, `tool_call_id`)."""
+    """One OpenAI message → a GLM message (`role`, `content`, `reasoning_content`, `tool_calls`,
+    `tool_call_id`); an assistant's `reasoning_content` goes back to GLM as it came."""
     role = GLM_ROLES.get(message.get("role"), "user")
     out: dict[str, Any] = {"role": role, "content": _glm_content(message.get("content"))}
+    if role == "assistant" and isinstance(message.get("reasoning_content"), str) and message["reasoning_content"]:
+        out["reasoning_content"] = message["reasoning_content"]
     if role == "assistant" and message.get("tool_calls"):
         out["tool_calls"] = [
             {"id": c.get("id"), "type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments", "")}}
@@ -165,7 +201,10 @@ def glm_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def glm_request(body: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAI chat completion request body → the GLM v4 request body."""
+    """An OpenAI chat completion request body → the GLM v4 request body. Raises GatewayError 400
+    for `n` > 1 (GLM returns one choice)."""
+    if isinstance(body.get("n"), int) and body["n"] > 1:
+        raise invalid_request("zhipu-api returns one choice; 'n' must be 1.", param="n")
     out: dict[str, Any] = {"messages": [glm_message(m) for m in body["messages"]]}
     for field, put in GLM_REQUEST_FIELDS.items():
         value = body.get(field)
@@ -174,7 +213,17 @@ def glm_request(body: dict[str, Any]) -> dict[str, Any]:
     if out.pop("_no_tools", False):
         out.pop("tools", None)
         out.pop("tool_choice", None)
+    if hint := out.pop("_schema_hint", None):
+        _add_system_text(out["messages"], hint)
     return out
+
+
+def _add_system_text(messages: list[dict[str, Any]], text: str) -> None:
+    """Append `text` to the leading system message (a new one when there is none)."""
+    if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{text}" if messages[0]["content"] else text}
+    else:
+        messages.insert(0, {"role": "system", "content": text})
 
 
 # -- response: GLM → OpenAI ------------------------------------------------------------------
@@ -207,11 +256,25 @@ def _tool_calls(calls: Any, stream: bool) -> list[dict[str, Any]] | None:
     return out
 
 
-def _usage(data: dict[str, Any]) -> dict[str, int] | None:
+def _usage(data: dict[str, Any]) -> dict[str, Any] | None:
+    """GLM usage → OpenAI usage, with `prompt_tokens_details` (`cached_tokens`) and
+    `completion_tokens_details` (`reasoning_tokens`) copied when GLM sends them."""
     usage = data.get("usage")
     if not isinstance(usage, dict):
         return None
-    return oai.usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    out: dict[str, Any] = oai.usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    for details in ("prompt_tokens_details", "completion_tokens_details"):
+        if isinstance(usage.get(details), dict):
+            out[details] = usage[details]
+    return out
+
+
+def _message(msg: dict[str, Any]) -> dict[str, Any]:
+    """A GLM answer message → an OpenAI message, `reasoning_content` kept."""
+    out = oai.message(msg.get("content"), _tool_calls(msg.get("tool_calls"), False))
+    if isinstance(msg.get("reasoning_content"), str):
+        out["reasoning_content"] = msg["reasoning_content"]
+    return out
 
 
 def openai_completion(data: dict[str, Any], model: str) -> dict[str, Any]:
@@ -221,13 +284,14 @@ def openai_completion(data: dict[str, Any], model: str) -> dict[str, Any]:
     choices = []
     for position, item in enumerate(data.get("choices") or []):
         msg = item.get("message") or {}
-        choices.append(oai.choice(item.get("index", position), oai.message(msg.get("content"), _tool_calls(msg.get("tool_calls"), False)), finish_reason(item.get("finish_reason"))))
+        choices.append(oai.choice(item.get("index", position), _message(msg), finish_reason(item.get("finish_reason"))))
     return oai.chat_completion(data.get("model") or model, choices, _usage(data) or oai.usage(0, 0), id_=data.get("id"), created=data.get("created"))
 
 
 class ZhipuStreamTranslator(StreamTranslator):
-    """GLM SSE chunks (`data: {chunk}` ... `data: [DONE]`) → OpenAI chunks; the usage of the last
-    chunk becomes the final usage chunk."""
+    """GLM SSE chunks (`data: {chunk}` ... `data: [DONE]`) → OpenAI chunks (`content`,
+    `reasoning_content` and `tool_calls` deltas); the usage of the last chunk becomes the final
+    usage chunk. Raises GatewayError 502 for an event that is not a JSON object."""
 
     def __init__(self, model: str) -> None:
         self.chunks = oai.ChunkBuilder(model)
@@ -237,7 +301,12 @@ class ZhipuStreamTranslator(StreamTranslator):
     def feed(self, event: ServerSentEvent) -> list[dict[str, Any]]:
         if not event.data or event.data.startswith("[DONE]"):
             return []
-        data = orjson.loads(event.data)
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise from_upstream_status(502, "Zhipu sent a stream event that is not a JSON object")
         if isinstance(data.get("error"), dict):
             raise zhipu_error(200, data["error"])
         if data.get("id") and not self.started:
@@ -250,6 +319,8 @@ class ZhipuStreamTranslator(StreamTranslator):
             if not self.started:
                 delta["role"] = "assistant"
                 self.started = True
+            if upstream.get("reasoning_content"):
+                delta["reasoning_content"] = upstream["reasoning_content"]
             if upstream.get("content"):
                 delta["content"] = upstream["content"]
             calls = _tool_calls(upstream.get("tool_calls"), True)
@@ -272,7 +343,7 @@ ZHIPU_CODES = ProviderCodes(
     auth=frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1110, 1111, 1112, 1120, 1121, 1220}),
     rate_limit=frozenset({1113, 1302, 1303, 1304, 1305, 1308, 1309, 1310}),
     content_filter=frozenset({1301}),
-    request=dict.fromkeys((1210, 1211, 1212, 1213, 1214, 1215, 1231, 1261)),
+    request={**dict.fromkeys((1210, 1211, 1212, 1213, 1214, 1215, 1231)), 1261: "context_length_exceeded"},  # 1261: prompt too long
 )
 
 
@@ -290,10 +361,12 @@ def zhipu_error(status: int, error: Any, retry_after: float | None = None) -> Ga
 
 class ZhipuToken:
     """The `Authorization` value for a key: a cached HS256 JWT for `id.secret` keys (as the
-    zhipuai SDK signs it; times in milliseconds), the key itself otherwise."""
+    zhipuai SDK signs it; times in milliseconds), the key itself otherwise. `on_sign(jwt)` is
+    called with each newly signed JWT before it is used (the adapter registers it for scrubbing)."""
 
-    def __init__(self, api_key: str) -> None:
+    def __init__(self, api_key: str, on_sign: Callable[[str], None] | None = None) -> None:
         self.api_key = api_key
+        self._on_sign = on_sign
         key_id, dot, secret = api_key.partition(".")
         self._parts = (key_id, secret) if dot and key_id and secret and "." not in secret else None
         self._token = ""
@@ -309,6 +382,8 @@ class ZhipuToken:
             payload = {"api_key": key_id, "exp": now_ms + JWT_TTL_SECONDS * 1000, "timestamp": now_ms}
             self._token = jwt.encode(payload, secret, algorithm="HS256", headers={"alg": "HS256", "sign_type": "SIGN"})
             self._refresh_at = now + JWT_TTL_SECONDS - JWT_REFRESH_MARGIN_SECONDS
+            if self._on_sign is not None:
+                self._on_sign(self._token)
         return self._token
 
 
@@ -322,7 +397,8 @@ class ZhipuAdapter(HTTPAdapter):
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
         self._url = f"{self.config.api_base or ZHIPU_API_BASE}/chat/completions"
-        self._token = ZhipuToken(self.config.api_key)
+        source = f"zhipu-api#{entry.index}"
+        self._token = ZhipuToken(self.config.api_key, lambda token: runtime.scrub.add_derived(source, token))
 
     def endpoint(self, request: ChatRequest, stream: bool) -> str:
         return self._url

@@ -311,11 +311,14 @@ def _check_references(entries: dict[str, Entry]) -> list[ConfigIssue]:
     """Router pools must name enabled tokens, and routing must not loop."""
     issues: list[ConfigIssue] = []
     graph: dict[str, list[str]] = {}
+    fields: dict[tuple[str, str], str] = {}  # (token, referenced token) → the field naming it
     for token, entry in entries.items():
         refs = registry.adapter_class(entry.type).references(entry.config)
         graph[token] = [r for r in refs if r in entries]
-        for field_name, ref in ((f, r) for f, r in _labelled_refs(entry) if r not in entries):
-            issues.append(ConfigIssue(token, field_name, f"refers to token '{ref}', which is not a (enabled) token of this config"))
+        for field_name, ref in _labelled_refs(entry):
+            fields.setdefault((token, ref), field_name)
+            if ref not in entries:
+                issues.append(ConfigIssue(token, field_name, f"refers to token '{ref}', which is not a (enabled) token of this config"))
     state: dict[str, int] = {}
 
     def visit(node: str, stack: list[str]) -> None:
@@ -323,7 +326,8 @@ def _check_references(entries: dict[str, Entry]) -> list[ConfigIssue]:
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
                 cycle = stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt]
-                issues.append(ConfigIssue(node, "config", "routing cycle: " + " -> ".join(_name(entries, t) for t in cycle)))
+                where = fields.get((node, nxt), "config")
+                issues.append(ConfigIssue(node, where, "routing cycle: " + " -> ".join(_name(entries, t) for t in cycle)))
             elif state.get(nxt) is None:
                 visit(nxt, stack + [nxt])
         state[node] = 2

@@ -224,8 +224,20 @@ class Scrubber:
     )
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
+        self._configured = [s for s in secrets if isinstance(s, str)]
+        self._derived: dict[str, list[str]] = {}
+        values = sorted({s for s in self._configured if len(s) >= 4}, key=len, reverse=True)
         self._secrets = re.compile("|".join(re.escape(s) for s in values)) if values else None
+
+    def add_derived(self, source: str, value: str, keep: int = 2) -> None:
+        """Also scrub `value`, a live credential the gateway derived from a configured secret (a
+        signed JWT, a signed URL). `source` names what derives it (e.g. the entry); only its last
+        `keep` values are kept, since each replaces an older one that is about to expire."""
+        older = [v for v in self._derived.get(source, []) if v != value]
+        self._derived[source] = (older[-(keep - 1):] if keep > 1 else []) + [value]
+        every = self._configured + [v for vs in self._derived.values() for v in vs]
+        ordered = sorted({s for s in every if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
 
     def __call__(self, text: str) -> str:
         if self._secrets is not None:

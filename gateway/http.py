@@ -27,7 +27,7 @@ from httpx_sse import EventSource, ServerSentEvent
 from multidict import CIMultiDictProxy
 
 from gateway.config import Settings
-from gateway.errors import GatewayError, upstream_timeout, upstream_unreachable
+from gateway.errors import GatewayError, from_upstream_status, parse_retry_after, upstream_timeout, upstream_unreachable
 
 Proxies = Mapping[str, str] | str | None
 
@@ -204,6 +204,30 @@ class UpstreamHTTP:
             raise
         finally:
             response.release()
+
+    async def websocket(
+        self, url: str, *, proxies: Proxies = None, max_msg_size: int = 2**24, close_timeout: float | None = None
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Open a WebSocket (`ws://` or `wss://`) with aiohttp's client, through the proxy that
+        `proxies` names for its scheme (`ws` → the `http` entry, `wss` → `https`, tunnelled with
+        CONNECT), as for HTTP requests. The handshake is bounded by `connect_timeout`; the caller
+        bounds each receive and closes the socket. Raises GatewayError: a refused handshake →
+        its status mapped (`from_upstream_status`), time out → 504, anything else → 502."""
+        try:
+            async with asyncio.timeout(self._timeout.connect):
+                return await self.client(proxies).ws_connect(
+                    url, proxy=_proxy_for(proxies, url), max_msg_size=max_msg_size, autoping=True,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=close_timeout or self._timeout.connect),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            retry_after = parse_retry_after(exc.headers.get("retry-after")) if exc.headers else None
+            raise from_upstream_status(exc.status, f"the WebSocket handshake was refused ({exc.status})", retry_after) from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise upstream_unreachable(f"the proxy refused the connection ({exc.status})") from None
+        except (TimeoutError, aiohttp.ConnectionTimeoutError):
+            raise upstream_timeout("connect") from None
+        except _ERRORS as exc:
+            raise _map_error(exc) from None
 
     async def aclose(self) -> None:
         """Close every pooled session (app shutdown)."""

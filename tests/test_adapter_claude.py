@@ -185,7 +185,7 @@ def test_streamed_tool_call(client, upstream):
     chunks = list(client.chat.completions.create(model="claude-sonnet-4-5", messages=user("weather?"), tools=TOOLS, stream=True,
                                                  tool_choice={"type": "function", "function": {"name": "get_time"}}))
     deltas = [c.choices[0].delta for c in chunks if c.choices]
-    assert "".join(d.content or "" for d in deltas) == "Let me check."
+    assert "".join(d.content or "" for d in deltas) == ""  # a forced tool comes without text
     tool_deltas = [tc for d in deltas for tc in (d.tool_calls or [])]
     first, rest = tool_deltas[0], tool_deltas[1:]
     assert (first.index, first.type, first.function.name, first.function.arguments) == (0, "function", "get_time", "")
@@ -408,8 +408,9 @@ def test_stream_translator_tool_call_without_argument_fragments():
     ]
     chunks = [c for e in events for c in translator.feed(sse(e))] + translator.finish()
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
-    assert deltas[1]["tool_calls"][0] == {"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "get_time", "arguments": ""}}
-    assert deltas[2]["tool_calls"][0] == {"index": 0, "function": {"arguments": "{}"}}
+    assert deltas[1] == {"reasoning_content": "hmm"}
+    assert deltas[2]["tool_calls"][0] == {"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "get_time", "arguments": ""}}
+    assert deltas[3]["tool_calls"][0] == {"index": 0, "function": {"arguments": "{}"}}
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}
     assert all(c["id"] == "msg_1" for c in chunks)

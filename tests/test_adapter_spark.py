@@ -333,7 +333,8 @@ def test_config_errors():
     assert load().entries["t"].config.api_model_version == "v3.5"
     assert load(api_model_version="v2.1").entries["t"].config.api_model_version == "v2.0"
     assert load(api_base="https://spark.example/").entries["t"].config.api_base == "wss://spark.example"
-    for bad, field in [({"api_model_version": "v9"}, "config.api_model_version"), ({"proxies": {"https": "http://p:1"}}, "config.proxies"),
+    assert load(proxies={"https": "http://p:1"}).entries["t"].config.proxies == {"https": "http://p:1"}
+    for bad, field in [({"api_model_version": "v9"}, "config.api_model_version"),
                        ({"top_k": 7}, "config.top_k"), ({"api_base": "ftp://x"}, "config.api_base"), ({"api_secret": ""}, "config.api_secret")]:
         with pytest.raises(ConfigError) as info:
             load(**bad)

@@ -147,7 +147,7 @@ def test_finish_reasons_normalised(gateway):
     ("error-1302", 429, "rate_limit_exceeded"),
     ("error-1305", 429, "rate_limit_exceeded"),
     ("error-1113", 429, "rate_limit_exceeded"),
-    ("error-1261", 400, None),
+    ("error-1261", 400, "context_length_exceeded"),
     ("error-1211", 400, None),
     ("error-1301", 400, "content_filter"),
     ("error-1002", 502, "upstream_auth_error"),

@@ -69,7 +69,7 @@ def test_declined_seed_type_is_skipped_with_a_warning(caplog):
     [
         ([{"token": "a", "type": "nope", "config": {}}], "a", "type", "unknown adapter type"),
         ([{"token": "a", "type": "azure", "config": {"api_base": "http://x", "api_key": "k"}}], "a", "config.deployment_id", "required"),
-        ([{"token": "a", "type": "proxy", "config": {"api_key": "k"}}], "a", "config", "api_base is required"),
+        ([{"token": "a", "type": "proxy", "config": {"api_key": "k"}}], "a", "config.api_base", "required"),
         ([{"token": "a", "type": "openai", "config": {"api_bse": "http://x"}}], "a", "config.api_bse", "unknown field"),
         ([MOCK, MOCK], "t-mock", "token", "duplicate token"),
         ([{"type": "mock", "config": {}}], 0, "token", "required"),

@@ -115,3 +115,76 @@ def test_fake_refuses_what_the_api_refuses(client):
                                extra_body={"n": 1})
     with pytest.raises(anthropic.BadRequestError, match="role"):
         client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "system", "content": "a"}])
+
+
+def _bad(client, match, **kwargs):
+    kwargs.setdefault("model", "claude-sonnet-4-5")
+    kwargs.setdefault("max_tokens", 10)
+    with pytest.raises(anthropic.BadRequestError, match=match) as caught:
+        client.messages.create(**kwargs)
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+
+
+TOOL_TURNS = [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+]
+
+
+def test_fake_refuses_ranges_and_fields_the_api_refuses(client):
+    """The refusals of issue #9 item 3, each with the source cited in tests/fakes/anthropic.py.
+    The installed SDK no longer has a `temperature` argument, so it goes in `extra_body`."""
+    hi = [{"role": "user", "content": "hi"}]
+    _bad(client, "temperature", messages=hi, extra_body={"temperature": 1.5})
+    _bad(client, "non-whitespace", messages=hi, stop_sequences=["\n"])
+    _bad(client, "non-whitespace text", messages=[{"role": "user", "content": [{"type": "text", "text": "  "}]}])
+    _bad(client, "trailing whitespace", messages=hi + [{"role": "assistant", "content": "The answer is "}])
+    _bad(client, "must define tools", messages=TOOL_TURNS)
+    _bad(client, "should match pattern", tools=TOOLS, messages=[
+        TOOL_TURNS[0],
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1__ts__Cv8B+x/y==", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1__ts__Cv8B+x/y==", "content": "sunny"}]},
+    ])
+    _bad(client, "application/pdf", messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "text/csv", "data": "YSxi"}}]}])
+    # what the gateway sends instead is accepted
+    ok = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, tools=TOOLS, tool_choice={"type": "none"}, messages=TOOL_TURNS,
+                                extra_body={"temperature": 1})
+    assert ok.content[0].text == "Tool said: sunny"
+    ok = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a,b"}}, {"type": "text", "text": "sum"}]}])
+    assert ok.content[0].text == "Echo: sum"
+
+
+def test_fake_thinking_blocks_and_refusals(client):
+    hi = [{"role": "user", "content": "hi"}]
+    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=2000, messages=hi,
+                                     thinking={"type": "enabled", "budget_tokens": 1024})
+    assert (message.content[0].type, message.content[0].thinking) == ("thinking", "Let me think.") and message.content[0].signature
+    assert message.usage.output_tokens_details.thinking_tokens == 3
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=2000, messages=hi, thinking={"type": "adaptive"},
+                                output_config={"effort": "low"}) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].thinking == "Let me think." and final.content[0].signature and final.content[1].text == "Echo: hi"
+    _bad(client, "budget_tokens", max_tokens=2000, messages=hi, thinking={"type": "enabled", "budget_tokens": 500})
+    _bad(client, "max_tokens", max_tokens=1024, messages=hi, thinking={"type": "enabled", "budget_tokens": 1024})
+    _bad(client, "temperature", max_tokens=2000, messages=hi, thinking={"type": "adaptive"}, extra_body={"temperature": 0.5})
+    _bad(client, "top_p", max_tokens=2000, messages=hi, thinking={"type": "adaptive"}, extra_body={"top_p": 0.5})
+    assert client.messages.create(model="claude-sonnet-4-5", max_tokens=2000, messages=hi, thinking={"type": "adaptive"},
+                                  extra_body={"top_p": 0.97}).content[1].text == "Echo: hi"
+    _bad(client, "tool_choice", max_tokens=2000, messages=hi, thinking={"type": "adaptive"}, tools=TOOLS, tool_choice={"type": "any"})
+    _bad(client, "effort", messages=hi, output_config={"effort": "extreme"})
+
+
+def test_fake_prompt_too_long(client):
+    _bad(client, "prompt is too long", model="too-long", messages=[{"role": "user", "content": "x"}])
+
+
+def test_fake_refuses_sampling_on_models_that_removed_it(client):
+    hi = [{"role": "user", "content": "hi"}]
+    for model in ("claude-opus-4-7", "claude-sonnet-5"):
+        _bad(client, "deprecated for this model", model=model, messages=hi, extra_body={"temperature": 0.3})
+        _bad(client, "deprecated for this model", model=model, messages=hi, extra_body={"top_p": 0.9})
+        assert client.messages.create(model=model, max_tokens=10, messages=hi).content[0].text == "Echo: hi"
+    assert client.messages.create(model="claude-opus-4-6", max_tokens=10, messages=hi, extra_body={"temperature": 0.3}).content

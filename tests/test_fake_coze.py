@@ -113,3 +113,15 @@ def test_wrong_token_is_4100(fake_coze):
     assert info.value.code == 4100
     with pytest.raises(CozeAPIError):
         list(bad.workflows.runs.stream(workflow_id="wf-1", parameters={"input": "x"}))
+
+
+def test_reasoning_bot_streams_reasoning_content(coze):
+    """A deep-thinking bot's deltas carry `reasoning_content` (cozepy `Message.reasoning_content`)
+    before the answer's `content`."""
+    events = list(coze.chat.stream(bot_id="reasoning", user_id="u1", additional_messages=[Message.build_user_question_text("hi there")]))
+    deltas = [e.message for e in events if e.event == ChatEventType.CONVERSATION_MESSAGE_DELTA]
+    assert deltas[0].reasoning_content == "The " and deltas[0].content == ""
+    assert "".join(m.reasoning_content or "" for m in deltas) == "The user greets me; I echo. "
+    assert "".join(m.content for m in deltas) == "Echo: hi there "
+    completed = next(e.message for e in events if e.event == ChatEventType.CONVERSATION_MESSAGE_COMPLETED)
+    assert completed.reasoning_content == "The user greets me; I echo."

@@ -122,3 +122,67 @@ def test_signature_constant_is_base64():
     import base64
 
     assert base64.b64decode(SIGNATURE)
+
+
+def test_fake_refuses_penalties_on_current_models(client):
+    """Gemini 2.5+ refuse non-zero penalties (vercel/ai#8943); 0.0 is a no-op; 2.0 takes them."""
+    with pytest.raises(errors.ClientError, match="Penalty is not enabled") as caught:
+        client.models.generate_content(model="gemini-2.5-flash", contents="x", config=types.GenerateContentConfig(presence_penalty=0.5))
+    assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
+    assert client.models.generate_content(model="gemini-2.5-flash", contents="x", config=types.GenerateContentConfig(frequency_penalty=0.0)).text
+    assert client.models.generate_content(model="gemini-2.0-flash", contents="x", config=types.GenerateContentConfig(presence_penalty=0.5)).text
+
+
+def test_fake_thinking_config_and_thought_parts(client, fake):
+    config = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_budget=1024, include_thoughts=True))
+    response = client.models.generate_content(model="gemini-2.5-flash", contents="hi", config=config)
+    parts = response.candidates[0].content.parts
+    assert (parts[0].thought, parts[0].text) == (True, "Thinking about it.") and parts[1].text == "Echo: hi"
+    assert fake[0].recorder.last.body["generationConfig"]["thinkingConfig"] == {"thinking_budget": 1024, "include_thoughts": True}
+    level = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_level=types.ThinkingLevel.LOW, include_thoughts=True))
+    chunks = list(client.models.generate_content_stream(model="gemini-3-flash-preview", contents="a b", config=level))
+    assert chunks[0].candidates[0].content.parts[0].thought is True
+    assert fake[0].recorder.last.body["generationConfig"]["thinkingConfig"] == {"thinking_level": "LOW", "include_thoughts": True}
+    for model, thinking in [("gemini-2.5-flash", types.ThinkingConfig(thinking_level=types.ThinkingLevel.LOW)),
+                            ("gemini-2.0-flash", types.ThinkingConfig(thinking_budget=1024)),
+                            ("gemini-2.5-pro", types.ThinkingConfig(thinking_budget=0)),
+                            ("gemini-3-pro-preview", types.ThinkingConfig(thinking_budget=1024, thinking_level=types.ThinkingLevel.LOW))]:
+        with pytest.raises(errors.ClientError) as caught:
+            client.models.generate_content(model=model, contents="x", config=types.GenerateContentConfig(thinking_config=thinking))
+        assert caught.value.code == 400
+
+
+def test_fake_gemini3_function_call_ids_must_be_echoed_exactly(client):
+    tool = types.Tool(function_declarations=[types.FunctionDeclaration(name="get_weather", parameters_json_schema={"type": "object"})])
+    config = types.GenerateContentConfig(tools=[tool], automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+    response = client.models.generate_content(model="gemini-3-flash-preview", contents="weather?", config=config)
+    call = response.function_calls[0]
+    assert call.id
+    history = [types.Content(role="user", parts=[types.Part(text="weather?")]), response.candidates[0].content]
+
+    def answer(call_id):
+        part = types.Part(function_response=types.FunctionResponse(id=call_id, name="get_weather", response={"temp": 21}))
+        return client.models.generate_content(model="gemini-3-flash-preview", contents=history + [types.Content(role="user", parts=[part])], config=config)
+
+    assert answer(call.id).text == 'Result: {"temp": 21}'
+    with pytest.raises(errors.ClientError, match="functionResponse.id"):
+        answer("not-" + call.id)
+
+
+def test_fake_refuses_unfetchable_file_uris(client):
+    def ask(model, uri):
+        part = types.Part(file_data=types.FileData(file_uri=uri, mime_type="image/png"))
+        return client.models.generate_content(model=model, contents=[types.Content(role="user", parts=[part])])
+
+    assert ask("gemini-2.5-flash", "https://example.com/cat.png").text == "Echo: [file image/png https://example.com/cat.png]"
+    assert ask("gemini-2.0-flash", "gs://bucket/cat.png").text
+    for model, uri in [("gemini-2.5-flash", "http://example.com/cat.png"), ("gemini-2.0-flash", "https://example.com/cat.png")]:
+        with pytest.raises(errors.ClientError) as caught:
+            ask(model, uri)
+        assert caught.value.code == 400
+
+
+def test_fake_token_limit_error(client):
+    with pytest.raises(errors.ClientError, match="input token count") as caught:
+        client.models.generate_content(model="too-long", contents="x")
+    assert caught.value.code == 400

@@ -79,3 +79,41 @@ def test_sdk_jwt_reaches_fake_as_documented(fake_zhipu):
     assert received.path == "/api/paas/v4/chat/completions"
     token = received.headers["authorization"].removeprefix("Bearer ")
     assert jwt.get_unverified_header(token)["sign_type"] == "SIGN"
+
+
+def test_sdk_parses_reasoning_and_usage_details(client, fake_zhipu):
+    """GLM-4.5+ think by default: the SDK's `CompletionMessage.reasoning_content` and
+    `ChoiceDelta.reasoning_content` carry it, `usage.completion_tokens_details.reasoning_tokens`
+    counts it; `thinking: {"type": "disabled"}` turns it off."""
+    fake, _ = fake_zhipu
+    completion = client.chat.completions.create(model="glm-4.7", messages=MESSAGES)
+    message = completion.choices[0].message
+    assert message.reasoning_content.startswith("The user wrote 'hi there'")
+    assert message.content == "Echo: hi there"
+    chunks = list(client.chat.completions.create(model="glm-4.7", messages=MESSAGES, stream=True))
+    reasoning = "".join(c.choices[0].delta.reasoning_content or "" for c in chunks)
+    assert reasoning.strip() == message.reasoning_content
+    assert chunks[0].choices[0].delta.reasoning_content and not chunks[0].choices[0].delta.content
+    assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == 5
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == 4
+    plain = client.chat.completions.create(model="glm-4.7", messages=MESSAGES, thinking={"type": "disabled"})
+    assert plain.choices[0].message.reasoning_content is None
+    assert fake.recorder.last.body["thinking"] == {"type": "disabled"}
+
+
+def test_sdk_sees_refused_enums(client):
+    """The documented enums are checked: `thinking.type` and `response_format.type`."""
+    with pytest.raises(APIRequestFailedError):
+        client.chat.completions.create(model="glm-4.7", messages=MESSAGES, thinking={"type": "auto"})
+    with pytest.raises(APIRequestFailedError):
+        client.chat.completions.create(model="glm-4", messages=MESSAGES, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})
+    assert client.chat.completions.create(model="glm-4", messages=MESSAGES, response_format={"type": "json_object"}).choices[0].message.content
+
+
+def test_sdk_sees_echoed_credential(fake_zhipu):
+    """`echo-key-STATUS` quotes the bearer credential it received, as an echoing upstream does."""
+    _, base = fake_zhipu
+    sdk = zhipuai.ZhipuAI(api_key=API_KEY, base_url=base, max_retries=0, disable_token_cache=False)
+    with pytest.raises(APIRequestFailedError) as info:
+        sdk.chat.completions.create(model="echo-key-400", messages=MESSAGES)
+    assert "eyJ" in str(info.value)

@@ -22,6 +22,9 @@ a wrong token is code 4100. The bot id (or workflow id) picks a scenario:
 - `event-error-CODE`: an `error` (bot) / `Error` (workflow) event before any answer.
 - `partial-failed-CODE` (bot): one answer delta, then the chat fails with CODE.
 - `completed-only` (bot): the answer comes only as `conversation.message.completed`.
+- `reasoning` (bot): a deep-thinking bot: `conversation.message.delta` events carrying
+  `reasoning_content` (with empty `content`) come before the answer deltas, and the completed
+  answer message carries both (cozepy `Message.reasoning_content`).
 - `wf-text` (workflow): the output is plain text, not a JSON object.
 - `wf-json` (workflow): the stream's single Message carries the End node's JSON `{"output": ...}`.
 - `interrupt` (workflow): a Message, then an Interrupt event (a question node waits for input).
@@ -44,18 +47,30 @@ from tests.support.recorder import Recorder
 API_KEY = "pat_FakeCozeToken0123456789abcdef"
 USAGE = {"token_count": 30, "output_count": 10, "input_count": 20}
 
+# Messages of Coze's error code table (https://www.coze.cn/open/docs/developer_guides/coze_error_codes).
 MESSAGES = {
     4000: "Request parameter error",
     4006: "invalid bot",
     4008: "The number of bot uses today has exceeded the limit",
+    4009: "已达系统请求上限，请稍后重试",
+    4010: "当前问题请求的 prompt token 数量超过模型上限",
+    4011: "当前账户的 Coze Token 余额不足",
+    4012: "invalid model",
     4013: "Model error",
     4015: "The bot has not been published to the API channel",
+    4016: "当前会话已有chat在运行",
+    4019: "火山Bot调用按量余额不足",
+    4020: "火山Bot调用超出RPM峰值",
+    4022: "模型欠费",
     4100: "authentication is invalid",
     4101: "The token you entered is incorrect. Please double-check and try again.",
+    4102: "命中风控拦截",
     4105: "Content contains sensitive information",
     4200: "Resource not found",
     5000: "Internal server error",
+    700012006: "access token invalid",
 }
+REASONING = "The user greets me; I echo."
 
 
 def coze_error(code: int) -> JSONResponse:
@@ -120,9 +135,9 @@ class FakeCoze:
             out["failed_at"] = int(time.time())
         return out
 
-    def _message(self, chat: dict, type_: str, content: str, message_id: str | None = None) -> dict:
+    def _message(self, chat: dict, type_: str, content: str, message_id: str | None = None, **extra) -> dict:
         return {"id": message_id or self._id(), "conversation_id": chat["conversation_id"], "bot_id": chat["bot_id"], "chat_id": chat["id"],
-                "role": "assistant", "type": type_, "content": content, "content_type": "text", "created_at": int(time.time()), "updated_at": int(time.time())}
+                "role": "assistant", "type": type_, "content": content, "content_type": "text", "created_at": int(time.time()), "updated_at": int(time.time()), **extra}
 
     async def chat(self, request: Request) -> Response:
         received = await self.recorder.record(request)
@@ -159,6 +174,10 @@ class FakeCoze:
             yield event("done", '"[DONE]"')
             return
         answer_id = self._id()
+        thinking = {"reasoning_content": REASONING} if bot == "reasoning" else {}
+        if thinking:
+            for word in REASONING.split(" "):
+                yield event("conversation.message.delta", self._message(chat, "answer", "", answer_id, reasoning_content=word + " "))
         if bot != "completed-only":
             for word in chat["answer"].split(" "):
                 yield event("conversation.message.delta", self._message(chat, "answer", word + " ", answer_id))
@@ -166,7 +185,7 @@ class FakeCoze:
                     code = int(bot.rsplit("-", 1)[1])
                     yield event("conversation.chat.failed", self._chat_object(chat, "failed", {"code": code, "msg": MESSAGES.get(code, "failed")}))
                     return
-        yield event("conversation.message.completed", self._message(chat, "answer", chat["answer"] + ("" if bot == "completed-only" else " "), answer_id))
+        yield event("conversation.message.completed", self._message(chat, "answer", chat["answer"] + ("" if bot == "completed-only" else " "), answer_id, **thinking))
         yield event("conversation.message.completed", self._message(chat, "verbose", json.dumps({"msg_type": "generate_answer_finish", "data": ""})))
         yield event("conversation.message.completed", self._message(chat, "follow_up", "Anything else?"))
         yield event("conversation.chat.completed", self._chat_object(chat, "completed"))

@@ -21,6 +21,26 @@ The model in the path picks a scenario:
 - `status-NNN`: HTTP NNN with Google's error body (429 carries a `RetryInfo` of 7s).
 - `leak-secret`: a 400 whose message quotes the key it was sent.
 - `midstream-error`: streams one text event, then an `{"error": {code 503, ...}}` event.
+- `too-long`: the 400 Google sends for an over-long prompt (`The input token count (N) exceeds
+  the maximum number of tokens allowed (M).`).
+
+Gemini 3 models (`gemini-3...`) give every `functionCall` an `id` ("Gemini 3 now always returns
+a unique id with every functionCall", ai.google.dev/gemini-api/docs/function-calling). With
+`generationConfig.thinkingConfig.includeThoughts`, the answer starts with a thought part
+(`{"text": "Thinking about it.", "thought": true}`, its own event when streamed).
+
+Like the real API it also refuses, each with its source:
+
+- non-zero `presencePenalty` / `frequencyPenalty` on models other than the 1.5 / 2.0 families
+  (`Penalty is not enabled for models/gemini-2.5-flash`: vercel/ai#8943, google-gemini/cookbook#1290);
+- a `thinkingConfig` on models without thinking (1.5 / 2.0), `thinkingLevel` on 2.5 models,
+  `thinkingLevel` together with `thinkingBudget`, and a budget of 0 on 2.5 Pro, which cannot stop
+  thinking (ai.google.dev/gemini-api/docs/thinking);
+- a `functionResponse.id` that matches no `functionCall.id` of the turn it answers
+  (router-for-me/CLIProxyAPI#5199: "functionResponse.id does not match functionCall.id");
+- `fileData.fileUri` that is neither `https://`, `gs://` nor a Files API URI, and external URLs on
+  the 1.5 / 2.0 families (Google blog "Increased file size limits and expanded inputs support",
+  2026-01; vercel/ai PR #16757).
 
 Usage: `promptTokenCount` 9, `candidatesTokenCount` = words answered, `thoughtsTokenCount` 3.
 """
@@ -30,6 +50,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -44,6 +65,8 @@ PART_FIELDS = {"text", "inlineData", "fileData", "functionCall", "functionRespon
 PROMPT_TOKENS = 9
 THOUGHT_TOKENS = 3
 SIGNATURE = "ZmFrZS10aG91Z2h0LXNpZ25hdHVyZQ=="
+THOUGHT_TEXT = "Thinking about it."
+OLD_FAMILIES = ("gemini-1.5", "gemini-2.0")
 
 
 def google_error(status: int, message: str, details: list | None = None) -> JSONResponse:
@@ -67,7 +90,13 @@ def _camel(obj: dict) -> dict:
 
 
 def _normalize(body: dict) -> None:
-    """Read `contents[].parts[]` (and their blobs) as Google does, whichever key spelling was sent."""
+    """Read `contents[].parts[]` (and their blobs) and `generationConfig` (and its
+    `thinkingConfig`) as Google does, whichever key spelling was sent (google-genai sends
+    `thinkingConfig`'s keys in snake_case)."""
+    if isinstance(body.get("generationConfig"), dict):
+        config = body["generationConfig"] = _camel(body["generationConfig"])
+        if isinstance(config.get("thinkingConfig"), dict):
+            config["thinkingConfig"] = _camel(config["thinkingConfig"])
     for content in body.get("contents") or []:
         if isinstance(content, dict) and isinstance(content.get("parts"), list):
             parts = [_camel(p) if isinstance(p, dict) else p for p in content["parts"]]
@@ -78,7 +107,35 @@ def _normalize(body: dict) -> None:
             content["parts"] = parts
 
 
-def _invalid_contents(body: dict) -> str | None:
+def _invalid_config(body: dict, model: str) -> str | None:
+    """What the real API would reject about `generationConfig` for `model`, or None."""
+    config = body.get("generationConfig") or {}
+    if not model.startswith(OLD_FAMILIES) and (config.get("presencePenalty") or config.get("frequencyPenalty")):
+        return f"Penalty is not enabled for models/{model}"
+    thinking = config.get("thinkingConfig")
+    if thinking is not None:
+        if model.startswith(OLD_FAMILIES):
+            return "Thinking is not enabled for this model."
+        if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
+            return "You can only set only one of thinking budget and thinking level."
+        if "thinkingLevel" in thinking and model.startswith("gemini-2."):
+            return "Thinking level is not supported for this model."
+        if thinking.get("thinkingBudget") == 0 and model.startswith("gemini-2.5-pro"):
+            return "Budget 0 is invalid. This model only works in thinking mode."
+    return None
+
+
+def _invalid_file_uri(uri: str, model: str) -> str | None:
+    if uri.startswith("gs://") or "generativelanguage.googleapis.com/" in uri and "/files/" in uri:
+        return None
+    if not uri.startswith("https://"):
+        return f"Unsupported file uri: {uri}"
+    if model.startswith(OLD_FAMILIES):
+        return "External URLs are not supported for this model."
+    return None
+
+
+def _invalid_contents(body: dict, model: str = "") -> str | None:
     """What the real API would reject about `contents` (a 400 INVALID_ARGUMENT message), or None."""
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
@@ -95,6 +152,12 @@ def _invalid_contents(body: dict) -> str | None:
             response = part.get("functionResponse")
             if response is not None and not isinstance(response.get("response"), dict):
                 return f"Invalid value at 'contents[{i}].parts[{j}].function_response.response' (type.googleapis.com/google.protobuf.Struct)"
+            if response is not None and response.get("id") is not None:
+                asked = {p["functionCall"].get("id") for p in (contents[i - 1]["parts"] if i else []) if "functionCall" in p}
+                if response["id"] not in asked:
+                    return f"Please ensure that functionResponse.id matches functionCall.id (contents[{i}].parts[{j}])"
+            if "fileData" in part and (problem := _invalid_file_uri(str(part["fileData"].get("fileUri")), model)):
+                return problem
     return None
 
 
@@ -123,9 +186,11 @@ class FakeGemini:
             return google_error(status, f"Scenario error {status}", details)
         if model == "leak-secret":
             return google_error(400, f"Request made with key {key} is malformed")
+        if model == "too-long":
+            return google_error(400, "The input token count (1200345) exceeds the maximum number of tokens allowed (1048576).")
         body = json.loads(json.dumps(body))
         _normalize(body)
-        if (problem := _invalid_contents(body)) is not None:
+        if (problem := _invalid_contents(body, model) or _invalid_config(body, model)) is not None:
             return google_error(400, problem)
         if method == "streamGenerateContent":
             return StreamingResponse(self._stream(body, model, sse=request.query_params.get("alt") == "sse"), media_type="text/event-stream")
@@ -158,8 +223,12 @@ class FakeGemini:
         return "Echo: " + " ".join(filter(None, (self._describe(p) for p in last["parts"]))), None
 
     def _candidates(self, body: dict, model: str) -> list[dict]:
-        count = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
+        config = body.get("generationConfig") or {}
+        count = int(config.get("candidateCount") or 1)
+        thoughts = bool((config.get("thinkingConfig") or {}).get("includeThoughts"))
         text, call = self._answer(body)
+        if call and model.startswith("gemini-3"):
+            call = {"id": uuid.uuid4().hex[:8], **call}
         candidates = []
         for i in range(count):
             candidate: dict = {}
@@ -171,6 +240,8 @@ class FakeGemini:
                     parts = [{"functionCall": call, "thoughtSignature": SIGNATURE}]
                 else:
                     parts = [{"text": (f"[{i}] " if count > 1 else "") + text}]
+                if thoughts:
+                    parts.insert(0, {"text": THOUGHT_TEXT, "thought": True})
                 candidate["content"] = {"parts": parts, "role": "model"}
                 candidate["finishReason"] = "MAX_TOKENS" if model == "max-tokens" else "STOP"
             if i:
@@ -213,6 +284,13 @@ class FakeGemini:
             return
         head = {"modelVersion": model, "responseId": full["responseId"]}
         partial_usage = {"promptTokenCount": PROMPT_TOKENS, "totalTokenCount": PROMPT_TOKENS}
+        thoughts = []
+        for i, candidate in enumerate(full["candidates"]):
+            parts = (candidate.get("content") or {}).get("parts") or []
+            if parts and parts[0].get("thought"):
+                thoughts.append({"content": {"parts": [parts.pop(0)], "role": "model"}, **({"index": i} if i else {})})
+        if thoughts:  # thought summaries come first, in events of their own
+            yield event({"candidates": thoughts, "usageMetadata": partial_usage, **head})
         first_parts = (full["candidates"][0].get("content") or {}).get("parts") or [{}]
         pieces = []
         if "text" in first_parts[0]:

@@ -17,6 +17,18 @@ The request's `model` picks a scenario:
 - `sensitive`: finishes with `finish_reason: "sensitive"`.
 - `network-error`: finishes with `finish_reason: "network_error"`.
 - `stream-error`: streams one chunk, then an in-band `data: {"error": ...}` event.
+- `bad-event`: a stream whose first event's data is not JSON (an HTML error page).
+- `echo-key-STATUS` (400, 401, 429, 500): an error at STATUS whose message quotes the bearer
+  credential it received (the signed JWT), as the probe's echoing upstream did.
+- thinking models (`glm-4.5*`, `glm-4.6*`, `glm-4.7*`, `glm-5*`) think unless the request sends
+  `thinking: {"type": "disabled"}`: the answer carries `reasoning_content` (non-stream:
+  `message.reasoning_content`; stream: `delta.reasoning_content` chunks before the content) and
+  `usage.completion_tokens_details.reasoning_tokens` (docs.z.ai/guides/capabilities/thinking-mode;
+  the zhipuai SDK's `CompletionMessage.reasoning_content`, `ChoiceDelta.reasoning_content`).
+
+What the real API refuses, refused alike (400, code 1210 "API 调用参数有误"): a `thinking` that is
+not `{"type": "enabled" | "disabled"}` and a `response_format.type` other than `text` and
+`json_object` (the only values docs.z.ai/api-reference/llm/chat-completion lists).
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ ERRORS = {
     1000: (401, "身份验证失败。"),
     1002: (401, "Authorization Token非法，请确认Authorization Token正确传递。"),
     1003: (401, "Authorization Token过期，请重新生成/获取。"),
+    1210: (400, "API 调用参数有误，请检查文档。"),
     1113: (429, "您的账户已欠费，请充值后重试。"),
     1211: (400, "模型不存在，请检查模型代码。"),
     1261: (400, "Prompt 超长"),
@@ -50,12 +63,33 @@ ERRORS = {
     500: (500, "内部错误"),
 }
 
-USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18, "prompt_tokens_details": {"cached_tokens": 4}}
+THINKING_USAGE = {**USAGE, "completion_tokens_details": {"reasoning_tokens": 5}}
+THINKING_MODELS = ("glm-4.5", "glm-4.6", "glm-4.7", "glm-5")
+# Status → the business code an echoing error carries.
+ECHO_CODES = {400: "1210", 401: "1000", 429: "1302", 500: "500"}
 
 
 def zhipu_error(code: int) -> JSONResponse:
     status, message = ERRORS[code]
     return JSONResponse({"error": {"code": str(code), "message": message}}, status_code=status)
+
+
+def thinks(body: dict) -> bool:
+    """GLM-4.5+ think unless `thinking.type` is `disabled` (GLM-4.7 and later think by default)."""
+    model = body.get("model") or ""
+    return model.startswith(THINKING_MODELS) and (body.get("thinking") or {}).get("type") != "disabled"
+
+
+def invalid_parameter(body: dict) -> JSONResponse | None:
+    """1210 for the documented enums the real API checks (`thinking.type`, `response_format.type`)."""
+    thinking = body.get("thinking")
+    if thinking is not None and (not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled")):
+        return zhipu_error(1210)
+    response_format = body.get("response_format")
+    if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") not in ("text", "json_object")):
+        return zhipu_error(1210)
+    return None
 
 
 class FakeZhipu:
@@ -97,18 +131,29 @@ class FakeZhipu:
         model = body.get("model") or ""
         if model.startswith("error-"):
             return zhipu_error(int(model.split("-", 1)[1]))
+        if model.startswith("echo-key-"):
+            status = int(model.rsplit("-", 1)[1])
+            credential = request.headers.get("authorization", "").removeprefix("Bearer ")
+            return JSONResponse({"error": {"code": ECHO_CODES[status], "message": f"API key {credential} 无效"}}, status_code=status)
+        if (err := invalid_parameter(body)) is not None:
+            return err
         if body.get("stream"):
             return StreamingResponse(self._stream(body, model), media_type="text/event-stream")
         content, tool_calls = self._answer(body)
         message = {"role": "assistant", "content": content}
+        if thinks(body):
+            message["reasoning_content"] = self._reasoning(body)
         if tool_calls:
             message["tool_calls"] = tool_calls
         return JSONResponse({
             "id": "8313807536837492492", "request_id": body.get("request_id") or "req-fake", "created": int(time.time()),
             "model": model,
             "choices": [{"index": 0, "finish_reason": self._finish(model, tool_calls), "message": message}],
-            "usage": USAGE,
+            "usage": THINKING_USAGE if thinks(body) else USAGE,
         })
+
+    def _reasoning(self, body: dict) -> str:
+        return f"The user wrote {self._last_user_text(body)!r}; answer by echoing it."
 
     @staticmethod
     def _finish(model: str, tool_calls) -> str:
@@ -142,13 +187,20 @@ class FakeZhipu:
             return b"data: " + json.dumps({**base, "choices": [choice], **extra}, ensure_ascii=False).encode() + b"\n\n"
 
         content, tool_calls = self._answer(body)
+        usage = THINKING_USAGE if thinks(body) else USAGE
+        if model == "bad-event":
+            yield b"data: <html>502 Bad Gateway</html>\n\n"
+            return
+        if thinks(body):
+            for word in self._reasoning(body).split(" "):
+                yield event({"index": 0, "delta": {"role": "assistant", "reasoning_content": word + " "}})
         if tool_calls:
-            yield event({"index": 0, "finish_reason": "tool_calls", "delta": {"role": "assistant", "content": "", "tool_calls": tool_calls}}, usage=USAGE)
+            yield event({"index": 0, "finish_reason": "tool_calls", "delta": {"role": "assistant", "content": "", "tool_calls": tool_calls}}, usage=usage)
         else:
             for word in content.split(" "):
                 yield event({"index": 0, "delta": {"role": "assistant", "content": word + " "}})
                 if model == "stream-error":
                     yield b'data: {"error": {"code": "500", "message": "\xe5\x86\x85\xe9\x83\xa8\xe9\x94\x99\xe8\xaf\xaf"}}\n\n'
                     return
-            yield event({"index": 0, "finish_reason": self._finish(model, None), "delta": {"role": "assistant", "content": ""}}, usage=USAGE)
+            yield event({"index": 0, "finish_reason": self._finish(model, None), "delta": {"role": "assistant", "content": ""}}, usage=usage)
         yield b"data: [DONE]\n\n"
