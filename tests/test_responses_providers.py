@@ -323,3 +323,13 @@ def test_provider_signatures_come_back_unmodified(gateway, fake_openai, stream):
     assistant = fake_openai[0].recorder.last.body["messages"][1]
     assert assistant["reasoning_details"] == REASONING_DETAILS and assistant["reasoning"] == "Thinking it over."
     assert assistant["tool_calls"][0]["id"] == call.call_id
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_claude_thinking_is_a_reasoning_item(gateway, upstreams, stream):
+    client = openai.OpenAI(api_key="gw-claude", base_url=f"{gateway}/v1", max_retries=0)
+    response = create(client, stream, model="claude-sonnet-4-5", input=QUESTION, tools=[TOOL], reasoning={"effort": "low"})
+    assert upstreams["claude"][0].recorder.last.body["thinking"]["type"] == "enabled"
+    assert [o.type for o in response.output] == ["reasoning", "message", "function_call"]
+    assert response.output[0].summary[0].text == "Let me think."
+    assert response.usage.output_tokens_details.reasoning_tokens == 3
