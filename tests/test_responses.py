@@ -325,3 +325,18 @@ def test_retrieve_with_stream_replays_the_events(gateway, client):
     assert events[-1].response.id == created.id
     later = list(client.responses.retrieve(created.id, stream=True, starting_after=3))
     assert [e.sequence_number for e in later] == list(range(4, len(events)))
+
+
+def test_client_leaving_mid_stream_closes_the_upstream_request(gateway, fake_openai):
+    fake, _ = fake_openai
+    before = fake.recorder.events.count("disconnect")
+    with httpx.stream("POST", f"{gateway}/v1/responses", headers={"authorization": "Bearer gw-openai"},
+                      json={"model": "slow-stream", "input": "go on", "stream": True}, timeout=30) as response:
+        lines = response.iter_lines()
+        deltas = 0
+        for line in lines:
+            if line == "event: response.output_text.delta":
+                deltas += 1
+                if deltas == 3:
+                    break
+    wait_until(lambda: fake.recorder.events.count("disconnect") > before, what="the upstream to see the disconnect")
