@@ -5,6 +5,7 @@ what it received: the history in its own format, the tool call and its result pa
 never an earlier turn's `instructions`. Reasoning state (a DeepSeek-style `reasoning_content`)
 comes back as `reasoning` items and round-trips, stored or sealed in `encrypted_content`."""
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -40,8 +41,8 @@ def gateway(fake_openai, upstreams, tmp_path_factory):
         {"token": "gw-gemini", "type": "gemini", "config": {"api_base": gemini_url, "api_key": gemini.api_key}},
         {"token": "member-down", "type": "openai", "internal": True,
          "config": {"api_base": f"http://127.0.0.1:{free_port()}/v1", "api_key": "sk-unused-0000000000"}},
-        {"token": "member-claude", "type": "claude", "internal": True, "config": {"api_base": claude_url, "api_key": ANTHROPIC_KEY}},
-        {"token": "gw-router", "type": "router", "config": {"router_strategy": "fallback", "token_pool": ["member-down", "member-claude"]}},
+        {"token": "member-claude", "name": "member-claude", "type": "claude", "internal": True, "config": {"api_base": claude_url, "api_key": ANTHROPIC_KEY}},
+        {"token": "gw-router", "name": "router", "type": "router", "config": {"router_strategy": "fallback", "token_pool": ["member-down", "member-claude"]}},
     ]}
     path = tmp_path_factory.mktemp("responses-providers") / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -149,6 +150,17 @@ def test_streamed_tool_call_events(gateway, token):
     assert '"Paris"' in deltas
     for marker in ("chatcmpl", "fakeResponse123", "[DONE]"):
         assert marker not in raw
+
+
+def test_router_answers_say_which_member_served(gateway):
+    response = httpx.post(f"{gateway}/v1/responses", headers={"authorization": "Bearer gw-router"},
+                          json={"model": "claude-sonnet-4-5", "input": "hi"}, timeout=30)
+    assert response.status_code == 200 and response.headers["x-gateway-served-by"] == "member-claude"
+    assert response.headers["x-gateway-token-name"] == "router"
+    with httpx.stream("POST", f"{gateway}/v1/responses", headers={"authorization": "Bearer gw-router"},
+                      json={"model": "claude-sonnet-4-5", "input": "hi", "stream": True}, timeout=30) as streamed:
+        assert streamed.headers["x-gateway-served-by"] == "member-claude"
+        streamed.read()
 
 
 def test_incomplete_on_length(gateway):

@@ -21,6 +21,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway import dispatch
 from gateway.api.responses import items as it
 from gateway.api.responses.events import ResponseEvents
 from gateway.api.responses.service import ENCRYPTED, ResponsesService
@@ -82,8 +83,20 @@ async def create_response(request: Request) -> Response:
             return json_response(await service.start_background(turn, stack))
         if turn.chat.stream:
             frames = await service.open_stream(turn)
-            return StreamingResponse(_closing(frames, stack.pop_all()), media_type="text/event-stream", headers=SSE_HEADERS)
-        return json_response(await service.complete(turn))
+            return StreamingResponse(_closing(frames, stack.pop_all()), media_type="text/event-stream",
+                                     headers={**SSE_HEADERS, **_served(adapter)})
+        response = json_response(await service.complete(turn))
+        response.headers.update(_served(adapter))
+        return response
+
+
+def _served(adapter) -> dict[str, str]:
+    """`x-gateway-token-name` (and `x-gateway-served-by` for a router), as chat completions send."""
+    headers = {"x-gateway-token-name": adapter.name}
+    served = dispatch.served_by.get()
+    if served and served != adapter.name:
+        headers["x-gateway-served-by"] = served
+    return headers
 
 
 async def _closing(frames, held: AsyncExitStack):
