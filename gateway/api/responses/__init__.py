@@ -37,11 +37,11 @@ ROUTES = [
 
 def mount(app) -> None:
     """Add the routes under `/v1` (and bare, as chat completions are) and the service
-    (`app.state.responses`) to a gateway app."""
+    (`app.state.responses`) to a gateway app. They go first in the route list: Starlette tries
+    routes in order, and these are the ones with per-request traffic."""
     app.state.responses = ResponsesService(app.state.gateway)
-    for prefix in ("/v1", ""):
-        for path, endpoint, methods in ROUTES:
-            app.router.routes.append(Route(prefix + path, endpoint, methods=methods))
+    app.router.routes[0:0] = [Route(prefix + path, endpoint, methods=methods)
+                              for prefix in ("/v1", "") for path, endpoint, methods in ROUTES]
 
 
 __all__ = ["mount", "ResponsesService", "call_upstream"]
