@@ -21,8 +21,12 @@ Strategies decide the order members are tried in; failover is the same for all o
 A member failing with a failover-type `GatewayError` (`.failover`: connection error, connect or
 first-byte timeout, 429, 5xx, 401/403 of its own credentials) before anything reached the
 client is passed over for the next member and counted towards its cooldown (`gateway.health`);
-a request error (`.failover` False, e.g. 400) is returned at once. Members in cooldown are
-skipped; when every member is cooling down, the one whose cooldown ends first is still tried.
+a request error (`.failover` False, e.g. 400) is returned at once. An unexpected exception in a
+member (a translation bug on an odd upstream answer) fails over too but is not counted towards
+the member's cooldown: the client's input was validated up front (`gateway.request`), so it is
+not the client's fault, and not provably the member's. Cooldown orders, it never excludes
+(CONTRACT.md §4): members in cooldown are tried after the others, the one whose cooldown ends
+first first, until one answers.
 When no member is left the client gets the most telling error: 429 `rate_limit_exceeded` over
 504 `upstream_timeout` over 502 `upstream_auth_error` over 502 `upstream_error` (the first
 member's error on a tie). After a stream's first chunk the router is committed to that member:
@@ -111,7 +115,9 @@ def answered_by(member: Adapter) -> str:
 
 def _unexpected(member: Adapter, exc: Exception) -> GatewayError:
     log.error("member %r failed unexpectedly: %s", member.name, type(exc).__name__, exc_info=exc)
-    return GatewayError(502, "The upstream answer could not be handled.", type=API_ERROR, code="upstream_error", failover=True)
+    error = GatewayError(502, "The upstream answer could not be handled.", type=API_ERROR, code="upstream_error", failover=True)
+    error.unexpected = True  # fails over, but is not counted towards the member's cooldown
+    return error
 
 
 async def _call_member(member: Adapter, call: Callable[[Adapter, ChatRequest], Awaitable[T]], request: ChatRequest) -> tuple[T, str]:
@@ -182,8 +188,8 @@ class RouterAdapter(Adapter):
         return list(pool)  # fallback, parallel
 
     def plan(self) -> list[Adapter]:
-        """The members to try for one request: strategy order, cooling members skipped (or the
-        one cooling down soonest when all are)."""
+        """The members to try for one request: strategy order, cooling members last (soonest
+        cooldown end first)."""
         tokens = self._health.plan(self.strategy_order(), self.runtime.settings.cooldown)
         return [self.runtime.adapter(token) for token in tokens]
 
@@ -200,8 +206,8 @@ class RouterAdapter(Adapter):
         failures.append((member.name, error))
         then = "trying the next member" if left else ("waiting for the others" if left is None else "no member left")
         log.warning("router %r: member %r failed: %s %s; %s", self.name, member.name, error.status, error.code, then)
-        if member.is_router:
-            return  # its own members' health is what counts
+        if member.is_router or getattr(error, "unexpected", False):
+            return  # a router: its own members' health is what counts; unexpected: see module doc
         cooldown = self._health.record_failure(member.entry.token, error, self.runtime.settings.cooldown)
         if cooldown is not None:
             log.warning("router %r: member %r cools down for %.3g s", self.name, member.name, cooldown)
@@ -226,34 +232,48 @@ class RouterAdapter(Adapter):
 
     async def complete(self, request: ChatRequest) -> Completion:
         """The first member's answer that succeeds, in strategy order (or the fastest, `parallel`)."""
-        members = self.plan()
-        if self.config.router_strategy == "parallel":
-            completion, _ = await self._race(members, lambda m: complete_member(m, request))
-            return completion
-        return await self._first_success(members, lambda m: complete_member(m, request))
+        completion, _ = await self._answer(lambda m: complete_member(m, request))
+        return completion
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         """The stream of the first member that produces a first chunk; then that member's stream
         to its end (a later error propagates: no failover after the first byte)."""
-        first, rest = await self._open(request)
+        (first, rest), _ = await self._answer(lambda m: open_member(m, request), discard=_close_opened)
         async with aclosing(rest):
             if first is not None:
                 yield first
             async for item in rest:
                 yield item
 
-    async def _open(self, request: ChatRequest) -> Opened:
+    async def _answer(
+        self,
+        attempt: Callable[[Adapter], Awaitable[tuple[T, str]]],
+        discard: Callable[[T], Awaitable[None]] | None = None,
+    ) -> tuple[T, str]:
+        """Try the members (see `plan`) until one succeeds. `parallel` races the members that are
+        not cooling down; when they all failed (or every member is cooling), the cooling ones
+        are tried one after the other, soonest cooldown end first."""
         members = self.plan()
-        if self.config.router_strategy == "parallel":
-            opened, _ = await self._race(members, lambda m: open_member(m, request), discard=_close_opened)
-            return opened
-        return await self._first_success(members, lambda m: open_member(m, request))
-
-    async def _first_success(self, members: list[Adapter], attempt: Callable[[Adapter], Awaitable[tuple[T, str]]]) -> T:
-        """Try `attempt` on each member in order: the first success wins; a failover-type error
-        passes to the next member, a request error is raised at once; when every member failed,
-        the most telling error is raised."""
         failures: list[tuple[str, GatewayError]] = []
+        if self.config.router_strategy == "parallel":
+            policy = self.runtime.settings.cooldown
+            ready = [m for m in members if not self._health.is_cooling(m.entry.token, policy)]
+            if ready:
+                won = await self._race(ready, attempt, failures, discard)
+                if won is not None:
+                    return won
+                members = [m for m in members if m not in ready]
+        won = await self._first_success(members, attempt, failures)
+        if won is None:
+            raise self._exhausted(failures)
+        return won
+
+    async def _first_success(
+        self, members: list[Adapter], attempt: Callable[[Adapter], Awaitable[tuple[T, str]]], failures: list
+    ) -> tuple[T, str] | None:
+        """Try `attempt` on each member in order: the first success wins; a failover-type error
+        is added to `failures` and passes to the next member, a request error is raised at once;
+        None when every member failed."""
         for i, member in enumerate(members):
             try:
                 result, name = await attempt(member)
@@ -263,21 +283,22 @@ class RouterAdapter(Adapter):
                 self._failed(member, error, failures, len(members) - i - 1)
                 continue
             self._succeeded(member, name)
-            return result
-        raise self._exhausted(failures)
+            return result, name
+        return None
 
     async def _race(
         self,
         members: list[Adapter],
         attempt: Callable[[Adapter], Awaitable[tuple[T, str]]],
+        failures: list,
         discard: Callable[[T], Awaitable[None]] | None = None,
-    ) -> tuple[T, str]:
+    ) -> tuple[T, str] | None:
         """`parallel`: run `attempt` on every member at once; the first success wins and every
         other attempt is cancelled (closing its upstream connection); a success that arrives too
-        late is handed to `discard`. A request error (not failover) is returned at once."""
+        late is handed to `discard`. A request error (not failover) is returned at once; None
+        when every member failed (their errors added to `failures`)."""
         tasks = {asyncio.create_task(attempt(member)): member for member in members}
         pending = set(tasks)
-        failures: list[tuple[str, GatewayError]] = []
         winner: tuple[T, str] | None = None
         try:
             while pending and winner is None:
@@ -306,8 +327,6 @@ class RouterAdapter(Adapter):
                 for task in pending:  # finished before the cancel landed
                     if not task.cancelled() and task.exception() is None and discard is not None:
                         await discard(task.result()[0])
-        if winner is None:
-            raise self._exhausted(failures)
         return winner
 
     # models -----------------------------------------------------------------------------------

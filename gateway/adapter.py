@@ -27,7 +27,7 @@ from gateway.errors import (
     GatewayError,
     error_message_from_body,
     from_upstream_status,
-    parse_retry_after,
+    retry_after_from,
 )
 from gateway.request import ChatRequest
 
@@ -40,6 +40,9 @@ StreamItem = dict[str, Any] | bytes
 
 # Request fields an adapter's config may default (applied when the request has none).
 SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty", "seed", "stop")
+# The two names OpenAI's API has for one limit (`max_tokens` is deprecated in favour of
+# `max_completion_tokens`, which reasoning models require): a request that sets either has set it.
+MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
 class AdapterConfig(BaseModel):
@@ -78,7 +81,8 @@ class Adapter:
 
     Class attributes: `Config` (config model), `default_model` (used when neither the request
     nor the config names one), `secret_fields` (config fields masked and scrubbed),
-    `is_router` (members are bounded by their own timeouts).
+    `is_router` (members are bounded by their own timeouts), `max_tokens_field` (the request
+    field a config default `max_tokens` is filled into, see `prepared_body`).
     """
 
     type_name: ClassVar[str] = ""
@@ -86,12 +90,15 @@ class Adapter:
     default_model: ClassVar[str | None] = None
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
     is_router: ClassVar[bool] = False
+    max_tokens_field: str = "max_tokens"
 
     def __init__(self, entry: Entry, runtime: Runtime) -> None:
         self.entry = entry
         self.config = entry.config
         self.runtime = runtime
         self._defaults = self.config.sampling_defaults()
+        self._sampling = {k: v for k, v in self._defaults.items() if k != "max_tokens"}
+        self._max_tokens = self._defaults.get("max_tokens")
 
     @property
     def name(self) -> str:
@@ -102,13 +109,19 @@ class Adapter:
         """The upstream model: the config's forced `model`, else the request's, else the default."""
         return self.config.model or request.model or self.default_model
 
-    def prepared_body(self, request: ChatRequest) -> dict[str, Any]:
-        """A copy of the request body with the forced model and the config's sampling defaults."""
+    def prepared_body(self, request: ChatRequest, model: str | None = None) -> dict[str, Any]:
+        """A copy of the request body with the forced model (`model`, else `model_for`) and the
+        config's sampling defaults, each filled only where the request has none (None counts as
+        none). `max_tokens` and `max_completion_tokens` are one limit: the config's `max_tokens`
+        fills `self.max_tokens_field` only when the request set neither, and the client's field
+        is kept as sent (CONTRACT.md §4)."""
         body = dict(request.body)
-        for key, value in self._defaults.items():
+        for key, value in self._sampling.items():
             if body.get(key) is None:
                 body[key] = value
-        model = self.model_for(request)
+        if self._max_tokens is not None and body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
+            body[self.max_tokens_field] = self._max_tokens
+        model = model or self.model_for(request)
         if model is not None:
             body["model"] = model
         return body
@@ -189,7 +202,7 @@ class HTTPAdapter(Adapter):
         """A §3 error for an upstream error status, or for a 200 that answered a streamed call
         with something other than an event stream (default: the body's message, status mapped;
         a 200 becomes 502 `upstream_error`)."""
-        return from_upstream_status(status, error_message_from_body(body), parse_retry_after(headers.get("retry-after")))
+        return from_upstream_status(status, error_message_from_body(body), retry_after_from(headers))
 
     async def complete(self, request: ChatRequest) -> Completion:
         response = await self.runtime.http.request(

@@ -10,6 +10,7 @@ path from `$GATEWAY_CONFIG` (how `open-api.py` hands it to uvicorn workers).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -19,7 +20,6 @@ from contextlib import asynccontextmanager
 import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,10 +27,12 @@ from starlette.routing import Route
 from gateway import dispatch, health
 from gateway.api import responses as responses_api
 from gateway.auth import auth_headers, presented_token
+from gateway.body import BodyGuard, ClientGone, declared_length, read_body, too_large
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import GatewayError, error_json, error_response, model_not_found
+from gateway.errors import GatewayError, error_json, error_response, model_not_found, retry_after_headers
 from gateway.http import UpstreamHTTP
-from gateway.request import parse_chat_request
+from gateway.middleware import HTTP_ERROR_HANDLERS, LiveCORS
+from gateway.request import OFFLOAD_BYTES, parse_chat_request, parse_large_chat_request
 from gateway.runtime import Runtime
 from gateway.store import Database, database_url
 from gateway.store.redis import SharedRedis
@@ -87,15 +89,6 @@ def _json(data: object, status: int = 200, headers: dict | None = None) -> Respo
     return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
 def _response_headers(content_type: bytes, adapter_name: str | None, served_by: str | None) -> list[tuple[bytes, bytes]]:
     headers = [(b"content-type", content_type)]
     if adapter_name:
@@ -124,8 +117,13 @@ class ChatCompletions:
         runtime = self.gateway.runtime
         adapter = None
         try:
+            limit = runtime.settings.max_request_bytes
+            declared = declared_length(scope["headers"])
+            if declared is not None and declared > limit:
+                raise too_large(limit)  # before auth and before a byte of the body is read
             adapter = runtime.authenticate(presented_token(auth_headers(scope["headers"])))
-            chat = parse_chat_request(await _read_body(receive))
+            raw = await read_body(receive, limit)
+            chat = parse_chat_request(raw) if len(raw) < OFFLOAD_BYTES else await parse_large_chat_request(raw, runtime.settings)
             if chat.stream:
                 first, rest = await dispatch.open_stream(adapter, chat)
                 headers = _response_headers(b"text/event-stream", adapter.name, dispatch.served_by.get())
@@ -133,10 +131,13 @@ class ChatCompletions:
                 await send_sse(send, receive, headers, sse_body(first, rest, chat.include_usage, runtime.scrub))
                 return
             completion = await dispatch.complete(adapter, chat)
+        except ClientGone:
+            return  # nobody left to answer
         except GatewayError as error:
             if error.status >= 500 or error.status == 429:
                 log.warning("chat completion failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-            await _send_json(send, error.status, error_json(error, runtime.scrub), _response_headers(b"application/json", None, None))
+            headers = _response_headers(b"application/json", None, None) + retry_after_headers(error)
+            await _send_json(send, error.status, error_json(error, runtime.scrub), headers)
             return
         except Exception as exc:
             log.exception("chat completion failed unexpectedly: %s", type(exc).__name__)
@@ -168,12 +169,13 @@ class GatewayApp(Starlette):
     the normal Starlette path. `ChatCompletions` answers every failure itself."""
 
     chat: ChatCompletions
+    guarded: BodyGuard  # the Starlette path behind the request-size limit
 
     async def __call__(self, scope, receive, send) -> None:
         if _is_plain_chat_request(scope):
             await self.chat(scope, receive, send)
         else:
-            await super().__call__(scope, receive, send)
+            await self.guarded(scope, receive, send)
 
 
 def _model_object(model_id: str, owner: str) -> dict:
@@ -182,7 +184,7 @@ def _model_object(model_id: str, owner: str) -> dict:
 
 async def _models_of(request: Request) -> tuple[Runtime, list[dict]]:
     runtime: Runtime = request.app.state.gateway.runtime
-    adapter = runtime.authenticate(presented_token(request.headers))
+    adapter = runtime.authenticate(presented_token(auth_headers(request.scope["headers"])))
     ids = await adapter.list_models()
     return runtime, [_model_object(m, adapter.type_name) for m in dict.fromkeys(ids)]
 
@@ -235,18 +237,10 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    middleware = [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=config.settings.cors_allow_origins,
-            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["x-gateway-token-name", "x-gateway-served-by", "x-request-id"],
-            max_age=600,
-        )
-    ]
-    app = GatewayApp(routes=routes, middleware=middleware, lifespan=lifespan)
+    middleware = [Middleware(LiveCORS, origins=lambda: gateway.runtime.settings.cors_allow_origins)]
+    app = GatewayApp(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=HTTP_ERROR_HANDLERS)
     app.chat = chat
+    app.guarded = BodyGuard(functools.partial(Starlette.__call__, app), lambda: gateway.runtime.settings.max_request_bytes)
     app.state.gateway = gateway
     app.state.started = time.time()
     _mount_admin(app)

@@ -1,7 +1,9 @@
 """Client authentication (CONTRACT.md §3): which token did the client present, and is it ours.
 
 Accepted headers, in order: `Authorization: Bearer TOKEN`, `api-key: TOKEN` (Azure-style
-clients), `x-api-key: TOKEN` (Anthropic-style clients). Tokens are looked up by their SHA-256
+clients), `x-api-key: TOKEN` (Anthropic-style clients). A request with one of these headers
+twice presents no token (`auth_headers`). Read every request's headers through `auth_headers`
+(never `request.headers.get`, which keeps the first of two), so every route reads them alike. Tokens are looked up by their SHA-256
 digest and then compared with `hmac.compare_digest`, so timing reveals nothing about a token.
 """
 
@@ -29,8 +31,18 @@ _AUTH_HEADER_NAMES = frozenset({b"authorization", b"api-key", b"x-api-key"})
 
 
 def auth_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The auth-related headers of an ASGI scope's raw `headers` list, for `presented_token`."""
-    return {name.decode(): value.decode("latin-1") for name, value in raw_headers if name in _AUTH_HEADER_NAMES}
+    """The auth-related headers of an ASGI scope's raw `headers` list, for `presented_token`.
+
+    A request carrying one of them twice (two `Authorization` headers, ...) is ambiguous: a
+    proxy in front may check or log the other one. It gets `{}`, so no token: 401 everywhere."""
+    found: dict[str, str] = {}
+    for name, value in raw_headers:
+        if name in _AUTH_HEADER_NAMES:
+            key = name.decode()
+            if key in found:
+                return {}
+            found[key] = value.decode("latin-1")
+    return found
 
 
 def _digest(token: str) -> bytes:

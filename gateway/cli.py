@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from gateway import server
+
+    server.raise_fd_limit()
+    limits = server.limits_from_settings(config.settings)
+    server.export(limits)
+    server.GuardedHttpToolsProtocol.limits = limits
+    trusted = config.settings.trusted_proxies
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -56,5 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         log_level=config.settings.log_level.lower(),
         access_log=config.settings.log_level.lower() == "debug",
+        # README "Limits and hardening": our connection limits on uvicorn's httptools parser.
+        http="gateway.server:GuardedHttpToolsProtocol",
+        timeout_keep_alive=config.settings.keep_alive_timeout,
+        # X-Forwarded-For / -Proto are believed only from settings.trusted_proxies.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=",".join(trusted) if trusted else None,
+        server_header=False,
     )
     return 0

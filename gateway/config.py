@@ -25,11 +25,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway import registry
 
 log = logging.getLogger("gateway.config")
+
+
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _visible_ascii(value: str | None) -> str | None:
+    """Tokens travel in HTTP headers: printable ASCII without spaces only (a non-ASCII token
+    could never be presented by a normal client; CR/LF would split headers)."""
+    if value is not None and not _VISIBLE_ASCII.fullmatch(value):
+        raise ValueError("must be visible ASCII characters only (no spaces, control or non-ASCII characters)")
+    return value
+
+
+def _no_control(value: str | None) -> str | None:
+    """Names reach response headers and log lines: no control characters (CR, LF, NUL...)."""
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("must not contain control characters (CR, LF, tab, NUL...)")
+    return value
 
 
 class Cooldown(BaseModel):
@@ -53,10 +72,22 @@ class Settings(BaseModel):
     stream_idle_timeout: float = Field(120.0, gt=0)
     log_level: str = "info"
     cooldown: Cooldown = Field(default_factory=Cooldown)
+    # Limits and hardening (README): request size, connection limits, forwarded headers.
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_json_containers: int = Field(50_000, ge=100)
+    max_json_values: int = Field(500_000, ge=100)
+    max_header_bytes: int = Field(65536, ge=1024)
+    header_timeout: float = Field(10.0, gt=0)
+    body_timeout: float = Field(60.0, gt=0)
+    keep_alive_timeout: float = Field(5.0, gt=0)
+    max_connections: int | None = Field(None, ge=1)
+    trusted_proxies: list[str] = Field(default_factory=list)
     # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
     database: str | None = None
     # §8: shared counters, round-robin positions and cooldowns for N workers / replicas.
     redis_url: str | None = None
+
+    _admin_token = field_validator("admin_token")(_visible_ascii)
 
 
 class _RawEntry(BaseModel):
@@ -67,6 +98,9 @@ class _RawEntry(BaseModel):
     enabled: bool = True
     internal: bool = False
     config: dict[str, Any] = Field(default_factory=dict)
+
+    _token = field_validator("token")(_visible_ascii)
+    _name = field_validator("name")(_no_control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +164,21 @@ class GatewayConfig:
                 value = getattr(entry.config, name, None)
                 if isinstance(value, str) and value:
                     values.append(value)
+            proxies = getattr(entry.config, "proxies", None)
+            urls = [getattr(entry.config, "api_base", None), *(proxies.values() if isinstance(proxies, dict) else [proxies])]
+            values.extend(p for p in map(_url_password, urls) if p)
+        values.extend(p for p in [_url_password(self.settings.database)] if p)
         return values
+
+
+def _url_password(url: Any) -> str | None:
+    """The password in a URL's userinfo (`scheme://user:PASSWORD@host`), when it has one of at
+    least 6 characters (shorter ones would scrub ordinary words out of answers)."""
+    if not isinstance(url, str) or "@" not in url or "://" not in url:
+        return None
+    userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    return password if len(password) >= 6 else None
 
 
 # -- reading ----------------------------------------------------------------------------------

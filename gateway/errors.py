@@ -176,6 +176,29 @@ class ProviderCodes:
         return from_upstream_status(status if status >= 400 else 502, message, retry_after)
 
 
+def retry_after_from(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from an upstream's `retry-after-ms` (milliseconds, OpenAI's and Azure's)
+    or `retry-after` (seconds) header; None when neither is usable."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    return parse_retry_after(headers.get("retry-after"))
+
+
+def retry_after_headers(error: GatewayError) -> list[tuple[bytes, bytes]]:
+    """`retry-after` (whole seconds, rounded up) and `retry-after-ms` for a 429 or 503 whose
+    upstream said when to retry (openai-python and openai-node honour both); else none."""
+    if error.retry_after is None or error.status not in (429, 503):
+        return []
+    ms = max(0, round(error.retry_after * 1000))
+    return [(b"retry-after", str(-(-ms // 1000)).encode()), (b"retry-after-ms", str(ms).encode())]
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a `Retry-After` header given in seconds; None when absent or a date."""
     if not value:
@@ -209,6 +232,77 @@ def error_message_from_body(body: bytes) -> str:
             if isinstance(data.get(key), str):
                 return data[key]
     return body[:500].decode("utf-8", "replace").strip()
+
+
+# OpenAI error codes an OpenAI-wire upstream may send that keep their meaning for the client.
+OPENAI_AUTH_MARKERS = frozenset({"invalid_api_key", "authentication_error", "invalid_authentication", "permission_denied",
+                                 "permission_error", "account_deactivated", "unauthorized"})
+OPENAI_RATE_MARKERS = frozenset({"rate_limit_exceeded", "rate_limit_error", "insufficient_quota", "tokens", "requests"})
+OPENAI_REQUEST_CODES = frozenset({"context_length_exceeded", "content_filter", "model_not_found", "unsupported_parameter",
+                                  "unsupported_value", "invalid_value", "string_above_max_length"})
+
+
+def openai_error_of(data: object) -> object | None:
+    """The error an OpenAI-wire JSON value carries, else None: the value of a truthy top-level
+    `error` (OpenAI's `{"error": {...}}`, One API's, LiteLLM's; an object or a string), or the
+    whole object when it is vLLM's `{"object": "error", "message", "type", "code"}`."""
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if error:
+        return error
+    return data if data.get("object") == "error" else None
+
+
+def from_openai_error(error: object, status: int = 200, retry_after: float | None = None) -> GatewayError:
+    """The §3 error for an OpenAI-shaped error object an upstream sent: with an error status, in a
+    200 JSON body, or as a `data:` event inside a stream (follows OpenAI's error codes,
+    https://platform.openai.com/docs/guides/error-codes, and vLLM's `ErrorResponse`).
+
+    `type`/`code` naming bad credentials → 502 `upstream_auth_error`; a rate limit or quota →
+    429; otherwise an error `status` maps as `from_upstream_status`, keeping OpenAI's own request
+    codes (`context_length_exceeded`, ...); a 200 with `invalid_request_error` (or a numeric
+    4xx `code`, as vLLM sends) is a 400; anything else is 502 `upstream_error` (failover).
+    """
+    if isinstance(error, dict):
+        message = error.get("message") if isinstance(error.get("message"), str) else ""
+        kind, code = error.get("type"), error.get("code")
+    else:
+        message, kind, code = (error if isinstance(error, str) else ""), None, None
+    numeric = code if isinstance(code, int) and not isinstance(code, bool) else None
+    if numeric is None and isinstance(error, dict) and isinstance(error.get("status"), int):
+        numeric = error["status"]
+    markers = {m.lower() for m in (kind, code) if isinstance(m, str)}
+    if markers & OPENAI_AUTH_MARKERS or numeric in (401, 403) or status in (401, 403):
+        return upstream_auth_error(message)
+    if markers & OPENAI_RATE_MARKERS or numeric == 429 or status == 429:
+        return rate_limited(message, retry_after)
+    request_code = code if isinstance(code, str) and code in OPENAI_REQUEST_CODES else None
+    if status >= 400:
+        mapped = from_upstream_status(status, message, retry_after)
+        if mapped.status < 500 and request_code:
+            mapped.code = request_code
+        return mapped
+    if numeric in REQUEST_REJECTED_STATUSES or kind == INVALID_REQUEST or request_code:
+        rejected = numeric if numeric in REQUEST_REJECTED_STATUSES else 400
+        return GatewayError(rejected, message or "Upstream rejected the request.", code=request_code or _request_code(rejected))
+    return GatewayError(502, f"Upstream error: {message}" if message else "Upstream error.", type=API_ERROR,
+                        code="upstream_error", failover=True)
+
+
+class SecretBytes:
+    """One entry's own credentials (what the gateway sends that upstream), checked in every byte
+    string passed through from it: a bytes `in` test per credential, no decoding, and the same
+    object back when none occurs (normal chunks stay byte for byte)."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        self.needles = tuple({s.encode() for s in secrets if isinstance(s, str) and len(s) >= 4})
+
+    def __call__(self, data: bytes) -> bytes:
+        for needle in self.needles:
+            if needle in data:
+                data = data.replace(needle, b"***")
+        return data
 
 
 class Scrubber:
@@ -254,5 +348,9 @@ def error_json(error: GatewayError, scrub: Scrubber | None = None) -> bytes:
 
 
 def error_response(error: GatewayError, scrub: Scrubber | None = None, headers: dict | None = None) -> Response:
-    """An HTTP response for `error`, its message scrubbed of secrets."""
+    """An HTTP response for `error`, its message scrubbed of secrets, with `retry-after` headers
+    when the upstream said when to retry (`retry_after_headers`)."""
+    retry = retry_after_headers(error)
+    if retry:
+        headers = {**(headers or {}), **{k.decode(): v.decode() for k, v in retry}}
     return Response(error_json(error, scrub), status_code=error.status, media_type="application/json", headers=headers)

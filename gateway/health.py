@@ -16,6 +16,7 @@ The rules, with `policy = settings.cooldown` (`failures`, `window`, `seconds`, `
   that long at once (capped at `policy.max_seconds`), whatever its failure count.
 - A success clears the failure count, the backoff and any cooldown.
 - `policy.seconds == 0` turns cooldown off entirely (failures are then not even counted).
+- Cooldown orders, it never excludes (`plan`): a cooling member is tried after the others.
 
 Times are `time.monotonic()` seconds; pass `clock=` to `HealthBook` to control time in tests.
 
@@ -98,16 +99,21 @@ class HealthBook:
         return self.cooling_until(token, policy) is not None
 
     def plan(self, tokens: Iterable[str], policy: Cooldown) -> list[str]:
-        """The members to try, in the given order, minus those cooling down (duplicates dropped).
-
-        When every member is cooling down, the one whose cooldown ends first (the earliest in
-        `tokens` on a tie) is returned alone rather than nothing.
-        """
+        """Every member to try, duplicates dropped (CONTRACT.md §4: cooldown orders, it never
+        excludes): those not cooling down first, in the given order, then the cooling ones,
+        the one whose cooldown ends first first (the earlier in `tokens` on a tie)."""
         ordered = list(dict.fromkeys(tokens))
-        ready = [t for t in ordered if not self.is_cooling(t, policy)]
-        if ready or not ordered:
-            return ready
-        return [min(ordered, key=lambda t: self.cooling_until(t, policy) or 0.0)]
+        if policy.seconds <= 0 or not self._members:
+            return ordered
+        ready, cooling = [], []
+        for token in ordered:
+            until = self.cooling_until(token, policy)
+            if until is None:
+                ready.append(token)
+            else:
+                cooling.append((until, len(cooling), token))
+        cooling.sort()
+        return ready + [token for _, _, token in cooling]
 
     def record_success(self, token: str) -> None:
         """The member answered: forget its failures, backoff and cooldown."""

@@ -1,8 +1,12 @@
 """The fake OpenAI/Azure upstream is faithful: the official `openai` SDK parses its answers,
 streams and errors exactly as it would OpenAI's."""
 
+import httpx
 import openai
 import pytest
+
+from tests.fakes.openai import FakeOpenAI
+from tests.support.servers import serve_app
 
 KEY = "sk-upstream-secret-key-0123456789"
 
@@ -66,3 +70,48 @@ def test_azure_sdk_parses_completion_and_stream(azure_client, fake_openai):
     assert received.query["api-version"] == "2024-10-21" and received.headers["api-key"] == KEY
     chunks = list(azure_client.chat.completions.create(model="my-deployment", messages=[{"role": "user", "content": "yo"}], stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: yo "
+
+
+def test_fake_refuses_what_openai_refuses(client, fake_openai):
+    """No `model` (OpenAI's 400, as vLLM's), and `max_tokens` on a reasoning model."""
+    _, url = fake_openai
+    r = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, json={"messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400 and r.json()["error"] == {
+        "message": "you must provide a model parameter", "type": "invalid_request_error", "param": None, "code": None}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="o3-mini", messages=[{"role": "user", "content": "x"}], max_tokens=10)
+    assert caught.value.code == "unsupported_parameter" and caught.value.param == "max_tokens"
+    ok = client.chat.completions.create(model="o3-mini", messages=[{"role": "user", "content": "x"}], max_completion_tokens=10)
+    assert ok.choices[0].message.content == "Echo: x"
+
+
+def test_sdk_raises_on_an_in_stream_error_event(client):
+    """openai-python's Stream raises APIError on a `data: {"error": ...}` event (`_streaming.py`)."""
+    parts = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.chat.completions.create(model="midstream-rate", messages=[{"role": "user", "content": "x"}], stream=True):
+            parts.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(parts) == "Partial" and KEY in caught.value.message  # the raw upstream quotes the key
+
+
+def test_sdk_sees_nothing_in_a_json_answer_to_a_stream(client):
+    """What a client gets when an upstream answers `stream: true` with a JSON body: no chunks, no error."""
+    assert list(client.chat.completions.create(model="json-completion", messages=[{"role": "user", "content": "x"}], stream=True)) == []
+
+
+def test_azure_stream_opens_with_the_prompt_filter_chunk(azure_client):
+    chunks = list(azure_client.chat.completions.create(model="dep", messages=[{"role": "user", "content": "x"}], stream=True))
+    first = chunks[0]
+    assert (first.id, first.object, first.model, first.created, first.choices) == ("", "", "", 0, [])
+    assert first.model_extra["prompt_filter_results"][0]["content_filter_results"]["hate"]["filtered"] is False
+    completion = azure_client.chat.completions.create(model="dep", messages=[{"role": "user", "content": "x"}])
+    assert completion.model_extra["prompt_filter_results"][0]["prompt_index"] == 0
+
+
+def test_strict_fake_is_a_vllm_serving_its_models():
+    fake = FakeOpenAI(api_key=None, models=["served-llama"], strict_models=True)
+    with serve_app(fake.app) as url:
+        sdk = openai.OpenAI(api_key="none", base_url=f"{url}/v1", max_retries=0)
+        assert [m.id for m in sdk.models.list()] == ["served-llama"]
+        with pytest.raises(openai.NotFoundError):
+            sdk.chat.completions.create(model="other", messages=[{"role": "user", "content": "x"}])

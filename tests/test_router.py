@@ -459,17 +459,51 @@ def test_retry_after_sets_the_cooldown(start, members):
     assert fake.hits("status-429-ra15-cd") == 2
 
 
-def test_all_members_cooling_down_still_tries_the_soonest(start, members):
+def test_all_members_cooling_down_are_all_tried_soonest_first(start, members):
     fake, url = members
     gw = start([member("tok-s1", "s1", "status-429-ra10-s", url), member("tok-s2", "s2", "status-429-ra8-s", url),
                 router("gw-s", "soon", "fallback", ["tok-s1", "tok-s2"])], COOLDOWN)
     with pytest.raises(openai.RateLimitError):
         gw.chat("gw-s")
     assert (fake.hits("status-429-ra10-s"), fake.hits("status-429-ra8-s")) == (1, 1)
-    gw.clock.advance(1)  # both cooling: s2's ends first (8 s), so it alone is tried
-    with pytest.raises(openai.RateLimitError):
+    gw.clock.advance(1)  # both cooling: s2's ends first (8 s), so it is tried first, then s1 (§4)
+    with pytest.raises(openai.RateLimitError) as exc:
         gw.chat("gw-s")
-    assert (fake.hits("status-429-ra10-s"), fake.hits("status-429-ra8-s")) == (1, 2)
+    assert (fake.hits("status-429-ra10-s"), fake.hits("status-429-ra8-s")) == (2, 2)
+    assert "(2 tried)" in error_of(exc)["message"]
+
+
+def test_cooling_members_are_tried_until_one_answers(start, members):
+    """Issue #14 item 7: cooldown orders, it never excludes. Both members cooling, the one whose
+    cooldown ends first still failing: the other (cooling too, but recovered) answers."""
+    fake, url = members
+    fake.failing.update({"ca", "cb"})
+    gw = start([member("tok-ca", "ca", "flaky-ca", url), member("tok-cb", "cb", "flaky-cb", url),
+                router("gw-cab", "cab", "fallback", ["tok-ca", "tok-cb"])], COOLDOWN)
+    for _ in range(3):
+        with pytest.raises(openai.InternalServerError):
+            gw.chat("gw-cab")
+    assert (fake.hits("flaky-ca"), fake.hits("flaky-cb")) == (3, 3)  # both cooling now
+    fake.failing.discard("cb")
+    completion, headers = gw.chat("gw-cab")
+    assert headers["x-gateway-served-by"] == "cb" and completion.choices[0].message.content == "from flaky-cb"
+    assert (fake.hits("flaky-ca"), fake.hits("flaky-cb")) == (4, 4)  # ca (cooldown ends first) tried, then cb
+    assert gw.chat("gw-cab")[1]["x-gateway-served-by"] == "cb"  # cb is healthy again, ca still cooling: cb first
+    assert fake.hits("flaky-ca") == 4
+
+
+def test_parallel_router_tries_cooling_members_after_the_others_fail(start, members):
+    fake, url = members
+    fake.failing.update({"pc"})
+    gw = start([member("tok-p1", "p1", "flaky-pc", url), member("tok-p2", "p2", "status-429-ra2-pd", url),
+                router("gw-pc", "pc", "parallel", ["tok-p1", "tok-p2"])], COOLDOWN)
+    for _ in range(3):
+        with pytest.raises(openai.RateLimitError):
+            gw.chat("gw-pc")
+    gw.clock.advance(1)
+    fake.failing.clear()  # both cooling: p2 (ends first) still failing, p1 recovered
+    assert gw.chat("gw-pc")[1]["x-gateway-served-by"] == "p1"
+    assert fake.hits("status-429-ra2-pd") == 4
 
 
 def test_cooldown_zero_turns_it_off(start, members):
@@ -554,15 +588,16 @@ def test_health_backoff_resets_after_a_quiet_window_and_on_success():
     assert last == 5
 
 
-def test_health_plan_skips_cooling_members_or_keeps_the_soonest():
+def test_health_plan_puts_cooling_members_last_soonest_first():
     clock = FakeClock(0)
     book = health.HealthBook(clock)
     book.record_failure("a", rate_limited(retry_after=30), POLICY)
-    assert book.plan(["a", "b", "a"], POLICY) == ["b"]
+    assert book.plan(["a", "b", "a"], POLICY) == ["b", "a"]
     book.record_failure("b", rate_limited(retry_after=20), POLICY)
-    assert book.plan(["a", "b"], POLICY) == ["b"]
+    assert book.plan(["a", "b"], POLICY) == ["b", "a"]
+    assert book.plan(["a", "b", "c"], POLICY) == ["c", "b", "a"]
     clock.now = 25
-    assert book.plan(["a", "b"], POLICY) == ["b"]
+    assert book.plan(["a", "b"], POLICY) == ["b", "a"]
     assert book.plan(["a", "b"], Cooldown(seconds=0)) == ["a", "b"]
 
 

@@ -40,7 +40,11 @@ class AdminState:
     def __init__(self, app: Starlette) -> None:
         gateway = app.state.gateway
         self.manager = ConfigManager(gateway)
-        self.keys = AdminKeys(lambda: gateway.runtime.settings.admin_token)
+        revocations = None
+        if gateway.path:
+            config = Path(gateway.path).resolve()
+            revocations = config.parent / ".history" / config.name / "revoked-sessions"
+        self.keys = AdminKeys(lambda: gateway.runtime.settings.admin_token, revocations)
         self.limiter = LoginLimiter()
 
 

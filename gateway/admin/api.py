@@ -37,12 +37,14 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.routing import Route
 
 from gateway import dispatch
 from gateway.admin.forms import describe_all
 from gateway.admin.manager import AdminError
 from gateway.admin.security import COOKIE, CSRF_HEADER, SESSION_SECONDS
+from gateway.auth import auth_headers
 from gateway.config import ConfigError
 from gateway.errors import GatewayError
 from gateway.request import ChatRequest
@@ -93,7 +95,7 @@ def _client(request: Request) -> str:
 
 
 def _bearer(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    scheme, _, value = auth_headers(request.scope["headers"]).get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
@@ -349,6 +351,16 @@ async def test_token(request: Request) -> Response:
     )
 
 
+class VersionConvertor(IntegerConvertor):
+    """A history version id: 1 to 9 digits (a longer one is a 404 at routing, never `int()` of
+    thousands of digits)."""
+
+    regex = "[0-9]{1,9}"
+
+
+register_url_convertor("version", VersionConvertor())
+
+
 def routes() -> list[Route]:
     """The page and API routes (added to the app by `gateway.admin.mount`)."""
     api = "/admin/api"
@@ -366,7 +378,7 @@ def routes() -> list[Route]:
         Route(f"{api}/config/raw", _guarded(put_raw, True), methods=["PUT"]),
         Route(f"{api}/config/raw/validate", _guarded(validate_raw, True), methods=["POST"]),
         Route(f"{api}/history", _guarded(history, False), methods=["GET"]),
-        Route(f"{api}/history/{{version:int}}", _guarded(history_diff, False), methods=["GET"]),
-        Route(f"{api}/history/{{version:int}}/rollback", _guarded(rollback, True), methods=["POST"]),
+        Route(f"{api}/history/{{version:version}}", _guarded(history_diff, False), methods=["GET"]),
+        Route(f"{api}/history/{{version:version}}/rollback", _guarded(rollback, True), methods=["POST"]),
         Route(f"{api}/test", _guarded(test_token, True), methods=["POST"]),
     ]

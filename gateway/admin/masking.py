@@ -1,8 +1,13 @@
 """Masking upstream secrets for the config page, and restoring them when a masked value comes back.
 
 Which values are secrets: each entry's `config` fields named by its adapter type's
-`secret_fields` (`gateway.registry.secret_fields`) and `settings.admin_token`. Client tokens
-(`token:`) are not masked: the admin hands them out and needs to see them.
+`secret_fields` (`gateway.registry.secret_fields`), `settings.admin_token`, every string of the
+`config` of an entry whose type this gateway does not run (the seed's `claude-web` carries a
+session `cookie`), and the userinfo (`user:password@`) of URL-valued fields (`api_base`,
+`proxies`, `settings.database`). Client tokens (`token:`) are not masked: the admin hands them
+out and needs to see them.
+
+A URL's userinfo is replaced by `••••••••` (`http://••••••••@proxy:3128`), the rest kept.
 
 A secret of 20 characters or more is shown as its first 3 and last 4 characters around an
 ellipsis (`sk-…abcd`); a shorter one is fully masked (`••••••••`). A value containing a `${VAR}`
@@ -30,10 +35,24 @@ FULL_MASK = "••••••••"
 PARTIAL_MIN_LENGTH = 20
 
 
+URL_FIELDS = ("api_base", "proxies")
+
+
+def _mask_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep or "@" not in authority:
+        return value
+    return f"{scheme}://{FULL_MASK}@{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def mask(value: str) -> str:
-    """The masked form of a secret string (see the module docstring). `${VAR}` values are kept."""
+    """The masked form of a secret string (see the module docstring). `${VAR}` values are kept;
+    a URL keeps everything but its userinfo (unchanged when it has none)."""
     if "${" in value:
         return value
+    if "://" in value:
+        return _mask_url(value)
     if len(value) >= PARTIAL_MIN_LENGTH:
         return f"{value[:3]}{ELLIPSIS}{value[-4:]}"
     return FULL_MASK
@@ -41,7 +60,9 @@ def mask(value: str) -> str:
 
 def looks_masked(value: Any) -> bool:
     """True for a string that has the shape of a masked secret."""
-    return isinstance(value, str) and (value == FULL_MASK or (ELLIPSIS in value and len(value) == 8))
+    return isinstance(value, str) and (
+        value == FULL_MASK or (ELLIPSIS in value and len(value) == 8) or f"://{FULL_MASK}@" in value
+    )
 
 
 def secret_slots(data: Any) -> Iterator[tuple[dict, str, str | int | None, str]]:
@@ -53,6 +74,7 @@ def secret_slots(data: Any) -> Iterator[tuple[dict, str, str | int | None, str]]
     settings = settings_of(data)
     if settings is not None:
         yield settings, "admin_token", None, "settings.admin_token"
+        yield settings, "database", None, "settings.database"
     for index, entry in enumerate(entries_of(data)):
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
             continue
@@ -61,8 +83,19 @@ def secret_slots(data: Any) -> Iterator[tuple[dict, str, str | int | None, str]]
             continue
         token = entry.get("token")
         label = token if isinstance(token, str) and token else index
+        config = entry["config"]
+        if registry.adapter_class(type_name) is None:  # declined or unknown type: all of it
+            for name in [k for k, v in config.items() if isinstance(v, str)]:
+                yield config, name, label, f"config.{name}"
+            continue
         for name in registry.secret_fields(type_name):
-            yield entry["config"], name, label, f"config.{name}"
+            yield config, name, label, f"config.{name}"
+        for name in URL_FIELDS:
+            if isinstance(config.get(name), dict):
+                for key in config[name]:
+                    yield config[name], key, label, f"config.{name}.{key}"
+            else:
+                yield config, name, label, f"config.{name}"
 
 
 def mask_data(data: Any) -> Any:
@@ -109,9 +142,9 @@ def restore_secrets(new: Any, old: Any) -> tuple[Any, list[ConfigIssue]]:
         if field == "settings.admin_token":
             stored = (settings_of(old) or {}).get("admin_token")
         else:
-            index = next(i for i, e in enumerate(new_entries) if isinstance(e, dict) and e.get("config") is container)
+            index = next(i for i, e in enumerate(new_entries) if isinstance(e, dict) and _holds(e.get("config"), container))
             if index in pairs:
-                stored = _config_value(old_entries[pairs[index]], key)
+                stored = _value_at(old_entries[pairs[index]], field)
         restored = stored if isinstance(stored, str) and mask(stored) == value else None
         if restored is None:
             same_mask = {s for s in by_field.get(key, ()) if mask(s) == value}
@@ -126,6 +159,14 @@ def restore_secrets(new: Any, old: Any) -> tuple[Any, list[ConfigIssue]]:
     return data, issues
 
 
-def _config_value(entry: dict, key: str) -> Any:
-    config = entry.get("config")
-    return config.get(key) if isinstance(config, dict) else None
+def _holds(config: Any, container: dict) -> bool:
+    """True when `container` is this entry's `config` or a mapping directly inside it (`proxies`)."""
+    return config is container or (isinstance(config, dict) and any(v is container for v in config.values()))
+
+
+def _value_at(entry: Any, field: str) -> Any:
+    """The value at a dotted `field` path (`config.proxies.https`) of an entry, or None."""
+    value = entry
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value

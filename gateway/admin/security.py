@@ -7,7 +7,10 @@
 - A session is a signed cookie `gateway_admin = SESSION_ID.EXPIRY.SIGNATURE` (HMAC-SHA256 with
   a key derived from the admin token), HttpOnly, SameSite=Strict, Secure over https, 12 hours.
   Being stateless, it is valid in every worker; changing the admin token ends every session.
-  Logout revokes the session id in this process and clears the cookie.
+  Logout revokes the session id and clears the cookie. Revocations are kept in a file beside
+  the config (`FOLDER/.history/FILENAME/revoked-sessions`, lines `SESSION_ID EXPIRY`, mode
+  0600), which every worker re-reads when it changed, so a logout holds in every worker; with
+  no config file they are kept in this process only.
 - The CSRF token of a session is HMAC(key, "csrf:" + SESSION_ID). Requests that change state
   with the cookie must send it as `X-CSRF-Token`; requests with `Authorization: Bearer
   ADMIN_TOKEN` need none (a browser never adds that header on its own).
@@ -24,11 +27,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gateway.auth import same_secret
 
@@ -37,6 +42,7 @@ log = logging.getLogger("gateway.admin")
 COOKIE = "gateway_admin"
 CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 12 * 3600
+REVOCATIONS_COMPACT_BYTES = 64 * 1024  # the revoked-sessions file is rewritten without expired lines past this
 
 
 def generate_token() -> str:
@@ -59,11 +65,14 @@ def announce_generated_token(token: str) -> None:
 class AdminKeys:
     """The admin token in force and the session/CSRF signatures derived from it."""
 
-    def __init__(self, configured) -> None:
-        """`configured()` returns the admin token from the running config, or None."""
+    def __init__(self, configured, revocations: str | os.PathLike | None = None) -> None:
+        """`configured()` returns the admin token from the running config, or None;
+        `revocations`: the revoked-sessions file shared by the workers (None: this process only)."""
         self._configured = configured
         self._generated: str | None = None
         self._revoked: dict[str, float] = {}
+        self._file = Path(revocations) if revocations else None
+        self._file_stamp: tuple[int, int, int] | None = None
 
     def token(self) -> str:
         """The admin token: the configured one, else one generated (and announced) once."""
@@ -104,7 +113,7 @@ class AdminKeys:
         session_id, expires, signature = cookie.split(".")
         if not same_secret(signature, self._sign(f"{session_id}.{expires}")):
             return None
-        if not expires.isdigit() or int(expires) < time.time() or session_id in self._revoked:
+        if not expires.isdigit() or int(expires) < time.time() or session_id in self._revocations():
             return None
         return session_id
 
@@ -117,10 +126,51 @@ class AdminKeys:
         return same_secret(presented, self.csrf_for(session_id))
 
     def revoke(self, session_id: str) -> None:
-        """End a session (in this process; the cookie is cleared in the browser too)."""
+        """End a session in every worker (the cookie is cleared in the browser too)."""
         now = time.time()
-        self._revoked = {s: t for s, t in self._revoked.items() if t > now}
-        self._revoked[session_id] = now + SESSION_SECONDS
+        revoked = {s: t for s, t in self._revocations().items() if t > now}
+        revoked[session_id] = now + SESSION_SECONDS
+        self._revoked = revoked
+        if self._file is None:
+            return
+        try:
+            self._file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self._file.exists() and self._file.stat().st_size > REVOCATIONS_COMPACT_BYTES:
+                temp = self._file.with_name(f".{self._file.name}.{os.getpid()}.tmp")
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as out:
+                    out.writelines(f"{s} {int(t)}\n" for s, t in revoked.items())
+                os.replace(temp, self._file)
+                return
+            # One short O_APPEND write: atomic, so concurrent logouts in other workers are kept.
+            fd = os.open(self._file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, f"{session_id} {int(now + SESSION_SECONDS)}\n".encode("ascii"))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot record the logout in %s (it holds in this worker only): %s", self._file, exc.strerror or exc)
+
+    def _revocations(self) -> dict[str, float]:
+        """The revoked session ids (-> expiry), re-read from the shared file when it changed."""
+        if self._file is None:
+            return self._revoked
+        try:
+            stat = self._file.stat()
+        except OSError:
+            return self._revoked
+        stamp = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        if stamp != self._file_stamp:
+            revoked = dict(self._revoked)
+            try:
+                for line in self._file.read_text(encoding="ascii").splitlines():
+                    session_id, _, expires = line.partition(" ")
+                    if expires.isdigit():
+                        revoked[session_id] = float(expires)
+            except (OSError, UnicodeDecodeError):
+                return self._revoked
+            self._revoked, self._file_stamp = revoked, stamp
+        return self._revoked
 
 
 @dataclass
@@ -129,7 +179,9 @@ class LoginLimiter:
 
     Each failure within `window` seconds doubles the delay before the next 401 (`base_delay`,
     capped at `max_delay`); `max_failures` failures within `window` lock the client out (429)
-    for `lockout` seconds. A success clears the client's record.
+    for `lockout` seconds. A success clears the client's record. Both tables keep at most
+    `max_clients` clients (the least recently failed ones are forgotten first), so a spray of
+    addresses cannot grow them without bound.
     """
 
     base_delay: float = 0.25
@@ -137,8 +189,9 @@ class LoginLimiter:
     max_failures: int = 10
     window: float = 300.0
     lockout: float = 60.0
-    _failures: dict[str, deque] = field(default_factory=dict)
-    _locked_until: dict[str, float] = field(default_factory=dict)
+    max_clients: int = 10_000
+    _failures: OrderedDict[str, deque] = field(default_factory=OrderedDict)
+    _locked_until: OrderedDict[str, float] = field(default_factory=OrderedDict)
 
     def locked_for(self, client: str) -> float:
         """Seconds left of the client's lockout (0 when it may try)."""
@@ -151,15 +204,18 @@ class LoginLimiter:
     def failed(self, client: str) -> float:
         """Record a failure; returns the delay to wait before answering."""
         now = time.monotonic()
-        failures = self._failures.setdefault(client, deque())
+        failures = self._failures.pop(client, None) or deque()
+        self._failures[client] = failures  # most recent last
         while failures and failures[0] < now - self.window:
             failures.popleft()
         failures.append(now)
         if len(failures) >= self.max_failures:
+            self._locked_until.pop(client, None)
             self._locked_until[client] = now + self.lockout
             failures.clear()
-        if len(self._failures) > 10_000:  # bound memory under a spray of clients
-            self._failures = {c: f for c, f in self._failures.items() if f and f[-1] > now - self.window}
+        for table in (self._failures, self._locked_until):
+            while len(table) > self.max_clients:
+                table.popitem(last=False)
         return min(self.max_delay, self.base_delay * 2 ** (max(len(failures), 1) - 1))
 
     def succeeded(self, client: str) -> None:

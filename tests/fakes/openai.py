@@ -13,6 +13,16 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   client goes away.
 - `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
 - `leak-secret`: a 400 whose message quotes the API key it was sent.
+- `leak-secret-200`: a 200 completion whose content quotes the key (streamed: a chunk does).
+- `midstream-<kind>`: a stream that sends one chunk, then OpenAI's in-stream error event
+  `data: {"error": {...}}` (what resellers and One API-style proxies send) quoting the key, then
+  stops; `first-<kind>`: that event first; `midstream-split`: the event in three writes.
+  `<kind>`: `auth`, `rate`, `context`, `server`.
+- `json-<kind>`: a 200 `application/json` error body (`{"error": {...}}`) to any request;
+  `json-completion`: a 200 JSON completion answering a streamed request.
+- `plain-<scenario>`: that scenario's stream, labelled `text/plain`.
+- `logprobs-error`: a stream whose chunks carry logprobs for the token `"error"` (a normal chunk
+  that contains the bytes `"error"`).
 - `parallel`: with `tools`, two parallel calls of the first tool (Paris, Rome); the stream
   interleaves their deltas (both headers, then argument pieces alternating), as OpenAI-compatible
   servers may.
@@ -22,13 +32,23 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   stream sends them as `reasoning` / `reasoning_details` deltas.
 - `reasoner`: a thinking model in DeepSeek's chat format (https://api-docs.deepseek.com/guides/thinking_mode):
   the message (and the stream's first deltas) carry `reasoning_content` "Thinking it over.".
+
+Like OpenAI, it refuses a request without `model` on `/v1/chat/completions` (400 "you must
+provide a model parameter", as quoted in openai/openai-python issues; vLLM refuses it too) and
+`max_tokens` for reasoning models (`o1`, `o3`, `o4-mini`, `gpt-5...`: 400 `unsupported_parameter`,
+"Use 'max_completion_tokens' instead", quoted in the reports behind review-adapters row 2).
+`strict_models=True` makes it a vLLM serving exactly `models`: any other model is a 404
+`NotFoundError` (vLLM's `ErrorResponse`). Azure's route sends what Azure sends with its default
+content filter (learn.microsoft.com/azure/ai-services/openai/concepts/content-filter, "Streaming"):
+`prompt_filter_results` on the answer, and a stream that opens with the annotation-only chunk
+`{"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": [...]}`
+(its exact bytes are quoted in microsoft/autogen#6465 and AbanteAI/mentat#429).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,6 +57,22 @@ from starlette.routing import Route
 
 from tests.support.recorder import Recorder
 
+CREATED = 1735689600  # fixed, so two streams of one scenario are byte for byte alike
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+FILTER_RESULTS = {"hate": {"filtered": False, "severity": "safe"}, "self_harm": {"filtered": False, "severity": "safe"},
+                  "sexual": {"filtered": False, "severity": "safe"}, "violence": {"filtered": False, "severity": "safe"}}
+# Azure's first stream event, as Azure writes it (keys sorted, compact).
+AZURE_PROMPT_FILTER_CHUNK = (
+    b'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,'
+    b'"content_filter_results":' + json.dumps(FILTER_RESULTS, separators=(",", ":")).encode() + b'}]}\n\n'
+)
+# OpenAI-shaped errors per scenario kind: (type, code) and the status they come with over HTTP.
+ERROR_KINDS = {
+    "auth": ("invalid_request_error", "invalid_api_key", 401),
+    "rate": ("requests", "rate_limit_exceeded", 429),
+    "context": ("invalid_request_error", "context_length_exceeded", 400),
+    "server": ("server_error", None, 500),
+}
 REASONING = "Thinking it over."
 REASONING_DETAILS = [{"type": "reasoning.text", "text": REASONING, "signature": "sig-ErUBCkYIBRgCKkD", "format": "anthropic-claude-v1", "index": 0}]
 
@@ -53,11 +89,13 @@ def openai_error(status: int, message: str, code: str | None = None) -> JSONResp
 class FakeOpenAI:
     """The fake. `api_key`: the key it accepts (None: any); `recorder`: what it received."""
 
-    def __init__(self, api_key: str | None = "sk-upstream-secret-key-0123456789", slow_seconds: float = 30.0) -> None:
+    def __init__(self, api_key: str | None = "sk-upstream-secret-key-0123456789", slow_seconds: float = 30.0,
+                 models: list[str] | None = None, strict_models: bool = False) -> None:
         self.api_key = api_key
         self.slow_seconds = slow_seconds
         self.recorder = Recorder()
-        self.models = ["gpt-4o-mini", "gpt-4o"]
+        self.models = models or ["gpt-4o-mini", "gpt-4o"]
+        self.strict_models = strict_models
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
@@ -99,17 +137,35 @@ class FakeOpenAI:
         body = received.body
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return openai_error(400, "'messages' is a required property")
-        model = body.get("model") or "gpt-4o-mini"
+        model = body.get("model")
+        if not model:
+            if not azure:  # Azure's deployment names the model
+                return openai_error(400, "you must provide a model parameter")
+            model = "gpt-4o-mini"
+        if self.strict_models and model not in self.models:
+            return JSONResponse({"object": "error", "message": f"The model `{model}` does not exist.", "type": "NotFoundError",
+                                 "param": None, "code": 404}, status_code=404)
+        if model.startswith(REASONING_PREFIXES) and body.get("max_tokens") is not None:
+            return JSONResponse({"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}, status_code=400)
         if model.startswith("status-"):
             status = int(model.split("-", 1)[1])
             return openai_error(status, f"Scenario error {status}", "scenario")
         if model == "leak-secret":
             return openai_error(400, f"Invalid request made with key {key}")
+        if model.startswith("json-") and model[5:] in ERROR_KINDS:
+            type_, code, _ = ERROR_KINDS[model[5:]]
+            return JSONResponse({"error": {"message": f"Scenario {model} for key {key}", "type": type_, "param": None, "code": code}})
         if model == "slow-first-byte":
             await asyncio.sleep(self.slow_seconds)
-        if body.get("stream"):
-            return StreamingResponse(self._stream(body, model), media_type="text/event-stream")
+        if body.get("stream") and model != "json-completion":
+            # `plain-*`: an event stream mislabelled `text/plain`, as some local servers send it
+            media_type = "text/plain" if model.startswith("plain-") else "text/event-stream"
+            return StreamingResponse(self._stream(body, model.removeprefix("plain-"), key, azure), media_type=media_type)
         content, tool_calls = self._answer(body)
+        if model == "leak-secret-200":
+            content = f"The key I was called with is {key}."
         message = {"role": "assistant", "content": content, "refusal": None}
         if model == "reasoner":
             message["reasoning_content"] = REASONING
@@ -117,12 +173,16 @@ class FakeOpenAI:
             message["reasoning"], message["reasoning_details"] = REASONING, REASONING_DETAILS
         if tool_calls:
             message["tool_calls"] = tool_calls
-        return JSONResponse({
-            "id": "chatcmpl-fake123", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if tool_calls else "stop"}
+        completion = {
+            "id": "chatcmpl-fake123", "object": "chat.completion", "created": CREATED, "model": model,
+            "system_fingerprint": "fp_fake", "choices": [choice],
             "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},
-        })
+        }
+        if azure:
+            choice["content_filter_results"] = FILTER_RESULTS
+            completion["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": FILTER_RESULTS}]
+        return JSONResponse(completion)
 
     @staticmethod
     def _last_user_text(body: dict) -> str:
@@ -144,17 +204,44 @@ class FakeOpenAI:
             return None, calls
         return f"Echo: {self._last_user_text(body)}", None
 
-    async def _stream(self, body: dict, model: str):
-        base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
+    async def _stream(self, body: dict, model: str, key: str | None = None, azure: bool = False):
+        base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": CREATED, "model": model, "system_fingerprint": "fp_fake"}
 
         def event(choices, **extra) -> bytes:
             return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
 
-        def delta(d, finish=None):
-            return event([{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}])
+        def delta(d, finish=None, logprobs=None):
+            return event([{"index": 0, "delta": d, "logprobs": logprobs, "finish_reason": finish}])
+
+        def error_event(kind: str) -> bytes:
+            type_, code, _ = ERROR_KINDS[kind]
+            error = {"message": f"Incorrect API key provided: {key}", "type": type_, "param": None, "code": code}
+            return b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if azure:
+            yield AZURE_PROMPT_FILTER_CHUNK
+        if model.startswith("first-") and model[6:] in ERROR_KINDS:
+            yield error_event(model[6:])
+            return
         yield delta({"role": "assistant", "content": ""})
+        if model == "midstream-split":  # the error event in three writes, the key cut in two
+            yield delta({"content": "Partial"})
+            event = error_event("auth")
+            cut = event.index(key.encode()) + 6
+            for part in (event[:10], event[10:cut], event[cut:]):
+                yield part
+                await asyncio.sleep(0.01)
+            return
+        if model.startswith("midstream-") and model[10:] in ERROR_KINDS:
+            yield delta({"content": "Partial"})
+            yield error_event(model[10:])
+            return
+        if model == "leak-secret-200":
+            yield delta({"content": f"The key I was called with is {key}."})
+        if model == "logprobs-error":
+            logprobs = {"content": [{"token": "error", "logprob": -0.1, "bytes": [101, 114, 114, 111, 114], "top_logprobs": []}]}
+            yield delta({"content": "error"}, logprobs=logprobs)
         if model == "slow-stream":
             try:
                 for i in range(2000):

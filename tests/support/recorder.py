@@ -15,6 +15,7 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""  # the body's bytes as received (e.g. to see duplicate JSON keys)
 
     @property
     def json(self) -> Any:
@@ -36,7 +37,7 @@ class Recorder:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        item = Received(request.method, request.url.path, dict(request.query_params), {k.lower(): v for k, v in request.headers.items()}, body)
+        item = Received(request.method, request.url.path, dict(request.query_params), {k.lower(): v for k, v in request.headers.items()}, body, raw)
         with self._lock:
             self.requests.append(item)
         return item

@@ -98,10 +98,16 @@ class GatewayProcess:
 
     def start(self, timeout: float = 20) -> GatewayProcess:
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Drain the output as it comes: a gateway that logs a lot (access log) must never block
+        # on a full pipe while a test is talking to it.
+        self._output: list[str] = []
+        self._reader = threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.proc.stdout.read()}")
+                self._reader.join(5)
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -109,6 +115,14 @@ class GatewayProcess:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("gateway did not become healthy in time")
+
+    def _drain(self, stream) -> None:
+        for line in stream:
+            self._output.append(line)
+
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        return "".join(getattr(self, "_output", []))
 
     def stop(self) -> str:
         """Stop the process; returns everything it printed."""
@@ -121,7 +135,8 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        out = self.proc.stdout.read() if self.proc.stdout else ""
+        self._reader.join(10)
+        out = self.output()
         self.proc = None
         return out
 
