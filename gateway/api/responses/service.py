@@ -217,6 +217,9 @@ class ResponsesService:
                         yield data
             except GatewayError as exc:
                 error = {"code": exc.code or "server_error", "message": self.gateway.runtime.scrub(exc.message)}
+            except Exception as exc:  # a translation bug ends the stream with response.failed, not a cut connection
+                log.exception("responses stream failed: %s", type(exc).__name__)
+                error = {"code": "server_error", "message": "The upstream stream failed."}
             status, incomplete = ("failed", None) if error else status_of(events.finish_reason)
             for data in events.finish("incomplete" if status != "completed" else "completed"):
                 yield data
