@@ -345,3 +345,13 @@ def test_claude_thinking_is_a_reasoning_item(gateway, upstreams, stream):
     assert [o.type for o in response.output] == ["reasoning", "message", "function_call"]
     assert response.output[0].summary[0].text == "Let me think."
     assert response.usage.output_tokens_details.reasoning_tokens == 3
+
+
+@pytest.mark.parametrize("kind, code", [("rate", "rate_limit_exceeded"), ("server", "upstream_error")])
+def test_an_openai_error_event_mid_stream_is_response_failed_with_its_code(gateway, kind, code):
+    events, raw = read_events(gateway, "gw-openai", {"model": f"midstream-{kind}", "input": "hi"})
+    check_sequence(events)
+    final = events[-1][1]["response"]
+    assert events[-1][0] == "response.failed" and final["error"]["code"] == code
+    assert final["output"][0]["content"][0]["text"] == "Partial"
+    assert "sk-upstream-secret" not in raw  # the fake quotes the key in its error: scrubbed

@@ -40,7 +40,7 @@ from gateway.adapter import StreamItem
 from gateway.api.responses.items import new_id, public
 from gateway.api.responses.output import STANDARD_MESSAGE_FIELDS, Seal, call_item, reasoning_item
 from gateway.api.responses.tools import ToolMap
-from gateway.errors import API_ERROR, GatewayError
+from gateway.errors import from_openai_error, openai_error_of
 
 DELTA_FIELDS = STANDARD_MESSAGE_FIELDS | {"reasoning_content", "reasoning"}
 CALL_TYPES = ("function_call", "custom_tool_call")
@@ -57,8 +57,8 @@ class _Bytes(httpx.AsyncByteStream):
 
 async def chat_chunks(first: StreamItem | None, rest: AsyncIterator[StreamItem]) -> AsyncIterator[dict]:
     """The adapter's stream as chunk dicts: dicts as they are; an OpenAI-compatible upstream's
-    raw SSE bytes parsed (httpx-sse) up to `[DONE]`. An `{"error": ...}` event raises
-    GatewayError 502."""
+    raw SSE bytes parsed (httpx-sse) up to `[DONE]`. An `{"error": ...}` event raises its §3
+    GatewayError (`gateway.errors.from_openai_error`)."""
     if first is None:
         return
     if isinstance(first, dict):
@@ -79,9 +79,8 @@ async def chat_chunks(first: StreamItem | None, rest: AsyncIterator[StreamItem])
         if not event.data.strip():
             continue
         data = orjson.loads(event.data)
-        if isinstance(data, dict) and data.get("error"):
-            error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
-            raise GatewayError(502, f"Upstream stream error: {error.get('message')}", type=API_ERROR, code="upstream_error")
+        if (error := openai_error_of(data)) is not None:
+            raise from_openai_error(error)
         yield data
 
 
