@@ -9,7 +9,7 @@ chunks, `"object": ""`, are dropped there).
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from pydantic import Field
 
@@ -52,6 +52,7 @@ class AzureAdapter(OpenAICompatible):
         c = self.config
         self._url = f"{c.api_base}/openai/deployments/{quote(c.deployment_id, safe='')}/chat/completions?api-version={quote(c.api_version, safe='')}"
         self._headers = {"content-type": "application/json", "api-key": c.api_key}
+        self._embeddings_url = self._url.replace("/chat/completions?", "/embeddings?", 1)
 
     def default_max_tokens_field(self) -> str:
         """`max_completion_tokens` for api-versions that take it, else `max_tokens`."""
@@ -62,6 +63,20 @@ class AzureAdapter(OpenAICompatible):
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    def embeddings_endpoint(self) -> str:
+        """`{api_base}/openai/deployments/{deployment_id}/embeddings?api-version=...`: the
+        deployment decides the embedding model."""
+        return self._embeddings_url
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/openai/deployments/{deployment_id}/{path}?api-version=...` with `api-key`
+        (the client's own `api-version` wins when it sent one)."""
+        c = self.config
+        if not any(name == "api-version" for name, _ in query):
+            query = [*query, ("api-version", c.api_version)]
+        url = f"{c.api_base}/openai/deployments/{quote(c.deployment_id, safe='')}/{path}?{urlencode(query)}"
+        return url, {**headers, "api-key": c.api_key}
 
     async def list_models(self) -> list[str]:
         """The forced model, else the deployment's name."""

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlencode
 from typing import Any
 
 import orjson
@@ -290,6 +291,16 @@ class ClaudeAdapter(HTTPAdapter):
 
     def endpoint(self, request: ChatRequest, stream: bool) -> str:
         return self._url
+
+    native_family = "anthropic"
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/{path}` with `x-api-key`; the client's `anthropic-version` and
+        `anthropic-beta` are kept (the config's version when the client sent none)."""
+        url = f"{self.config.api_base or ANTHROPIC_API_BASE}/{path}"
+        headers = {**headers, "x-api-key": self.config.api_key}
+        headers.setdefault("anthropic-version", self.config.anthropic_version)
+        return (f"{url}?{urlencode(query)}" if query else url), headers
 
     def translate_request(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The Anthropic Messages body for an OpenAI chat completion request (module tables,

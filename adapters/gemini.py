@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import orjson
 from httpx_sse import ServerSentEvent
@@ -81,9 +81,11 @@ CONTEXT_LENGTH_ERROR = re.compile(r"input token count.*exceeds the maximum numbe
 
 class GeminiConfig(AdapterConfig):
     """`api_key` (sent as `x-goog-api-key`), `api_base` (default
-    `https://generativelanguage.googleapis.com`), `model` (forced; default `gemini-2.5-flash`)."""
+    `https://generativelanguage.googleapis.com`), `model` (forced; default `gemini-2.5-flash`),
+    `embedding_model` (forced for `/v1/embeddings`; else the request's, else `gemini-embedding-001`)."""
 
     api_key: str
+    embedding_model: str | None = None
 
 
 # -- response: Gemini -> OpenAI ----------------------------------------------------------------
@@ -228,10 +230,24 @@ class GeminiAdapter(HTTPAdapter):
 
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
-        self._base = f"{self.config.api_base or GEMINI_API_BASE}/{API_VERSION}/models"
+        self.api_root = f"{self.config.api_base or GEMINI_API_BASE}/{API_VERSION}"
+        self._base = f"{self.api_root}/models"
 
     def fixed_headers(self) -> dict[str, str]:
         return {"content-type": "application/json", "x-goog-api-key": self.config.api_key}
+
+    native_family = "gemini"
+
+    async def embed(self, request) -> dict[str, Any]:
+        """`/v1/embeddings` through `batchEmbedContents` (`adapters.gemini_embeddings`)."""
+        from adapters import gemini_embeddings
+
+        return await gemini_embeddings.embed(self, request)
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/{path}` (e.g. `v1beta/models/M:generateContent`) with `x-goog-api-key`."""
+        url = f"{self.config.api_base or GEMINI_API_BASE}/{path}"
+        return (f"{url}?{urlencode(query)}" if query else url), {**headers, "x-goog-api-key": self.config.api_key}
 
     def model_for(self, request: ChatRequest) -> str:
         """The config's `model`, else the request's, else `gemini-2.5-flash`; a `models/` prefix is dropped."""

@@ -25,7 +25,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
-from adapters.router import RoutingConfig, complete_member, open_member
+from adapters.router import RoutingConfig, complete_member, embed_member, open_member
 from gateway import dispatch
 from gateway.adapter import Adapter, Completion, StreamItem
 from gateway.errors import invalid_request, model_not_found
@@ -77,6 +77,12 @@ class ModelNameRouterAdapter(Adapter):
         completion, name = await complete_member(self.target(request), request)
         dispatch.served_by.set(name)
         return completion
+
+    async def embed(self, request) -> dict:
+        """The target's embeddings (an `EmbeddingRequest` has a `model` too)."""
+        result, name = await embed_member(self.target(request), request)
+        dispatch.served_by.set(name)
+        return result
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         """The target's stream, its first item awaited under `request_timeout`."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Literal
+from urllib.parse import urlencode
 
 import orjson
 from pydantic import Field
@@ -54,10 +55,12 @@ MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 class OpenAIConfig(AdapterConfig):
     """`api_key` (sent as a bearer token; optional for keyless local servers), `api_base`
     (default OpenAI's), `model` (forced), `organization` (optional `OpenAI-Organization`),
-    `max_tokens_field` (where a default `max_tokens` goes; default per type)."""
+    `max_tokens_field` (where a default `max_tokens` goes; default per type), `embedding_model`
+    (forced for `/v1/embeddings`; else the request's model)."""
 
     api_key: str | None = None
     organization: str | None = None
+    embedding_model: str | None = None
     max_tokens_field: MaxTokensField | None = Field(
         None, description="the field a default max_tokens is sent as (openai: max_completion_tokens, proxy: max_tokens)"
     )
@@ -73,6 +76,7 @@ class ProxyConfig(OpenAIConfig):
 class OpenAICompatible(Adapter):
     """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors."""
 
+    native_family = "openai"
     max_tokens_field = "max_completion_tokens"
     discovers_model = False  # True: with no model named, `resolve_model` asks the upstream
     annotated_stream = False  # True: annotation-only chunks may come anywhere in a stream (Azure)
@@ -138,6 +142,28 @@ class OpenAICompatible(Adapter):
         if ERROR_MARK in content:
             self._raise_error_body(content, response.headers)
         return self._leaks(content)
+
+    def embeddings_endpoint(self) -> str:
+        """The URL of this upstream's OpenAI embeddings API."""
+        raise NotImplementedError
+
+    async def embed(self, request) -> dict:
+        """`/v1/embeddings` forwarded as sent (token arrays, `dimensions`, `encoding_format`
+        included), the config's `embedding_model` written in when set. Raises GatewayError."""
+        model = getattr(self.config, "embedding_model", None) or request.model
+        body = request.raw if model == request.model else orjson.dumps({**request.body, "model": model})
+        response = await self.runtime.http.request(
+            "POST", self.embeddings_endpoint(), headers=self.headers(), content=body, proxies=self.config.proxies)
+        if response.status >= 400:
+            raise self.translate_error(response.status, response.content, response.headers)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            self._raise_error_body(response.content, response.headers)  # a 200 that is an error (resellers)
+            raise from_upstream_status(502, "the upstream's embeddings answer is not OpenAI's format")
+        return data
 
     def _raise_error_body(self, content: bytes, headers) -> None:
         """Raise the §3 error of a 200 body that is an OpenAI-shaped error (some resellers and
@@ -240,6 +266,7 @@ class OpenAIAdapter(OpenAICompatible):
         super().__init__(entry, runtime)
         base = self.config.api_base or OPENAI_API_BASE
         self._url = f"{base}/chat/completions"
+        self._embeddings_url = f"{base}/embeddings"
         self._models_url = f"{base}/models"
         self._headers = {"content-type": "application/json"}
         if self.config.api_key:
@@ -252,6 +279,15 @@ class OpenAIAdapter(OpenAICompatible):
 
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    def embeddings_endpoint(self) -> str:
+        return self._embeddings_url
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`{api_base}/{path}` (`api_base` ends in `/v1`) with the bearer key (and organization)."""
+        url = f"{self.config.api_base or OPENAI_API_BASE}/{path}"
+        auth = {k: v for k, v in self._headers.items() if k != "content-type"}
+        return (f"{url}?{urlencode(query)}" if query else url), {**headers, **auth}
 
     async def list_models(self) -> list[str]:
         """The forced model, else the upstream's own `/models` list."""

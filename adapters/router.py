@@ -138,6 +138,11 @@ async def complete_member(member: Adapter, request: ChatRequest) -> tuple[Comple
     return await _call_member(member, dispatch.complete, request)
 
 
+async def embed_member(member: Adapter, request) -> tuple[dict, str]:
+    """One member's embeddings answer: `(result, served_by name)`. Raises GatewayError."""
+    return await _call_member(member, dispatch.embed, request)
+
+
 async def open_member(member: Adapter, request: ChatRequest) -> tuple[Opened, str]:
     """One member's stream, opened up to its first item: `((first_item, rest), served_by name)`.
     Raises GatewayError."""
@@ -234,6 +239,11 @@ class RouterAdapter(Adapter):
         """The first member's answer that succeeds, in strategy order (or the fastest, `parallel`)."""
         completion, _ = await self._answer(lambda m: complete_member(m, request))
         return completion
+
+    async def embed(self, request) -> dict:
+        """The first member's embeddings that succeed, failing over as `complete` does."""
+        result, _ = await self._answer(lambda m: embed_member(m, request))
+        return result
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         """The stream of the first member that produces a first chunk; then that member's stream

@@ -27,6 +27,7 @@ OpenAI-shaped; they are normalised to strict OpenAI (finish reasons, tool calls,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,10 +46,13 @@ from gateway.errors import (
     invalid_request,
     parse_retry_after,
 )
+from gateway.api.embeddings import embedding_list, text_inputs
 from gateway.registry import register
 from gateway.request import ChatRequest
 
 ZHIPU_API_BASE = "https://open.bigmodel.cn/api/paas/v4"
+DEFAULT_EMBEDDING_MODEL = "embedding-3"
+EMBEDDING_BATCH_LIMIT = 64  # inputs per embeddings call
 
 # JWT lifetime and how long before expiry a cached token is replaced (the SDK signs for 210 s
 # and caches for 180 s).
@@ -58,9 +62,11 @@ JWT_REFRESH_MARGIN_SECONDS = 30
 
 class ZhipuConfig(AdapterConfig):
     """`api_key` (`id.secret` from the Zhipu console → signed JWT; other keys sent as given),
-    `api_base` (default `https://open.bigmodel.cn/api/paas/v4`), `model` (forced model)."""
+    `api_base` (default `https://open.bigmodel.cn/api/paas/v4`), `model` (forced model),
+    `embedding_model` (forced for `/v1/embeddings`; else the request's, else `embedding-3`)."""
 
     api_key: str
+    embedding_model: str | None = None
 
 
 # -- request: OpenAI → GLM --------------------------------------------------------------------
@@ -397,6 +403,7 @@ class ZhipuAdapter(HTTPAdapter):
     def __init__(self, entry, runtime) -> None:
         super().__init__(entry, runtime)
         self._url = f"{self.config.api_base or ZHIPU_API_BASE}/chat/completions"
+        self._embeddings_url = f"{self.config.api_base or ZHIPU_API_BASE}/embeddings"
         source = f"zhipu-api#{entry.index}"
         self._token = ZhipuToken(self.config.api_key, lambda token: runtime.scrub.add_derived(source, token))
 
@@ -418,6 +425,37 @@ class ZhipuAdapter(HTTPAdapter):
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return ZhipuStreamTranslator(self.model_for(request))
+
+    async def embed(self, request) -> dict[str, Any]:
+        """`/v1/embeddings` through GLM's `POST {api_base}/embeddings` (OpenAI-like body and
+        answer; https://docs.bigmodel.cn/api-reference 文本嵌入): strings only (token ids → 400),
+        at most 64 inputs a call (larger inputs are split into calls made at once, reassembled
+        in order), `dimensions` passed on (embedding-3: 256/512/1024/2048), float vectors back."""
+        texts = text_inputs(request, self.type_name)
+        model = self.config.embedding_model or request.model or DEFAULT_EMBEDDING_MODEL
+        chunks = [texts[i : i + EMBEDDING_BATCH_LIMIT] for i in range(0, len(texts), EMBEDDING_BATCH_LIMIT)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._embed_batch(model, chunk, request.dimensions)) for chunk in chunks]
+        vectors = [v for task in tasks for v in task.result()[0]]
+        return embedding_list(vectors, model, sum(task.result()[1] for task in tasks))
+
+    async def _embed_batch(self, model: str, texts: list[str], dimensions: int | None) -> tuple[list[list[float]], int]:
+        body: dict[str, Any] = {"model": model, "input": texts}
+        if dimensions:
+            body["dimensions"] = dimensions
+        response = await self.runtime.http.request(
+            "POST", self._embeddings_url, headers=self.headers(None), content=orjson.dumps(body), proxies=self.config.proxies)
+        if response.status >= 400:
+            raise self.translate_error(response.status, response.content, response.headers)
+        try:
+            data = orjson.loads(response.content)
+            items = sorted(data["data"], key=lambda item: item.get("index", 0))
+            vectors = [item["embedding"] for item in items]
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise from_upstream_status(502, "Zhipu's embeddings answer is not in its documented shape") from None
+        if len(vectors) != len(texts):
+            raise from_upstream_status(502, f"Zhipu returned {len(vectors)} embeddings for {len(texts)} inputs")
+        return vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0)
 
     def translate_error(self, status: int, body: bytes, headers: Any) -> GatewayError:
         retry_after = parse_retry_after(headers.get("retry-after"))

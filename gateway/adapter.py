@@ -27,6 +27,7 @@ from gateway.errors import (
     GatewayError,
     error_message_from_body,
     from_upstream_status,
+    invalid_request,
     retry_after_from,
 )
 from gateway.request import ChatRequest
@@ -91,6 +92,9 @@ class Adapter:
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
     is_router: ClassVar[bool] = False
     max_tokens_field: str = "max_tokens"
+    # Which native pass-through (CONTRACT.md §10) this entry serves: "anthropic", "gemini",
+    # "openai", or None (no native API to relay to).
+    native_family: ClassVar[str | None] = None
 
     def __init__(self, entry: Entry, runtime: Runtime) -> None:
         self.entry = entry
@@ -138,6 +142,19 @@ class Adapter:
         """Model ids this token can reach (§4's rules): the forced model, else the default."""
         model = self.config.model or self.default_model
         return [model] if model else []
+
+    def native_request(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`(url, headers)` for relaying a client's native call: `path` (relative, already
+        checked by `gateway.api.passthrough`) joined to this entry's API base as its SDK would,
+        `query` (the client's, credentials removed) appended, and `headers` (the client's,
+        credentials removed) plus this entry's own key. Only for entries with a `native_family`."""
+        raise NotImplementedError
+
+    async def embed(self, request: Any) -> dict[str, Any]:
+        """Answer an embeddings request (`gateway.api.embeddings.EmbeddingRequest`) with OpenAI's
+        `{object: "list", data: [{object: "embedding", index, embedding}], model, usage}`.
+        Raises GatewayError; by default 400: this type has no embeddings."""
+        raise invalid_request(f"Tokens of type '{self.type_name}' have no embeddings endpoint.", code="embeddings_unsupported")
 
     @classmethod
     def references(cls, config: AdapterConfig) -> list[str]:

@@ -1,7 +1,9 @@
 """The Starlette application: the OpenAI-compatible HTTP API of CONTRACT.md §3.
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /healthz`
-(and the config page's routes, when `gateway.admin` is present). CORS preflights are answered
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /healthz`,
+the §10 surfaces of `gateway.api` (`/v1/messages`, `/v1/embeddings`, and the native
+pass-through routes, mounted last because `/v1/{path}` takes whatever no other route serves),
+and the config page's routes, when `gateway.admin` is present. CORS preflights are answered
 without auth.
 
 `create_app(config_path)` loads the config (raising `ConfigError`); `create_app()` reads the
@@ -25,7 +27,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import dispatch, health
+from gateway.api import embeddings, messages, passthrough
 from gateway.api import responses as responses_api
+from gateway.api.messages import models as anthropic_models
 from gateway.auth import auth_headers, presented_token
 from gateway.body import BodyGuard, ClientGone, declared_length, read_body, too_large
 from gateway.config import GatewayConfig, load_config
@@ -190,23 +194,28 @@ async def _models_of(request: Request) -> tuple[Runtime, list[dict]]:
 
 
 async def list_models(request: Request) -> Response:
+    """The token's models; in Anthropic's page shape for Anthropic clients (§10)."""
+    anthropic = anthropic_models.wants_anthropic(request.headers)
     try:
         _, models = await _models_of(request)
     except GatewayError as error:
-        return error_response(error, request.app.state.gateway.runtime.scrub)
-    return _json({"object": "list", "data": models})
+        render = anthropic_models.error_response if anthropic else error_response
+        return render(error, request.app.state.gateway.runtime.scrub)
+    return _json(anthropic_models.model_page(models) if anthropic else {"object": "list", "data": models})
 
 
 async def retrieve_model(request: Request) -> Response:
     model_id = request.path_params["model"]
+    anthropic = anthropic_models.wants_anthropic(request.headers)
     try:
         _, models = await _models_of(request)
         for model in models:
             if model["id"] == model_id:
-                return _json(model)
+                return _json(anthropic_models.model_info(model) if anthropic else model)
         raise model_not_found(model_id)
     except GatewayError as error:
-        return error_response(error, request.app.state.gateway.runtime.scrub)
+        render = anthropic_models.error_response if anthropic else error_response
+        return render(error, request.app.state.gateway.runtime.scrub)
 
 
 async def healthz(request: Request) -> Response:
@@ -236,6 +245,9 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *messages.routes(gateway),
+        *embeddings.routes(gateway),
+        *passthrough.routes(gateway),  # last: `/v1/{path}` takes what no route above serves
     ]
     middleware = [Middleware(LiveCORS, origins=lambda: gateway.runtime.settings.cors_allow_origins)]
     app = GatewayApp(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=HTTP_ERROR_HANDLERS)

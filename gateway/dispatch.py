@@ -30,6 +30,18 @@ async def complete(adapter: Adapter, request: ChatRequest) -> Completion:
         raise upstream_timeout("no answer within request_timeout") from None
 
 
+async def embed(adapter: Adapter, request) -> dict:
+    """`adapter.embed(request)` (an `EmbeddingRequest`) within `request_timeout`. Raises
+    GatewayError (504 on timeout)."""
+    if adapter.is_router:
+        return await adapter.embed(request)
+    try:
+        async with asyncio.timeout(adapter.runtime.settings.request_timeout):
+            return await adapter.embed(request)
+    except TimeoutError:
+        raise upstream_timeout("no answer within request_timeout") from None
+
+
 async def open_stream(adapter: Adapter, request: ChatRequest) -> tuple[StreamItem | None, AsyncIterator[StreamItem]]:
     """Start `adapter.stream(request)` and wait for its first item within `request_timeout`.
 

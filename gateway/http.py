@@ -180,14 +180,17 @@ class UpstreamHTTP:
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
         params: Mapping[str, str] | None = None,
         proxies: Proxies = None,
     ) -> AsyncIterator[UpstreamStream]:
         """Open a streamed request. The connection goes back to the pool when the body was read
         to its end, and is closed otherwise (an error, or the consumer cancelled because the
-        client went away). Raises GatewayError."""
-        for attempt in range(1, ATTEMPTS + 1):
+        client went away). `content` may be a stream of chunks (an upload relayed as it
+        arrives); such a request is not retried, since its body cannot be sent twice. Raises
+        GatewayError."""
+        attempts = 1 if content is not None and not isinstance(content, bytes) else ATTEMPTS
+        for attempt in range(1, attempts + 1):
             try:
                 response = await self.client(proxies).request(
                     method, url, headers=headers, data=content, params=params, proxy=_proxy_for(proxies, url),
@@ -195,7 +198,7 @@ class UpstreamHTTP:
                 )
                 break
             except _ERRORS as exc:
-                if attempt == ATTEMPTS or not _dropped(exc):
+                if attempt == attempts or not _dropped(exc):
                     raise _map_error(exc) from None
         try:
             yield UpstreamStream(response)

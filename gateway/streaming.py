@@ -202,13 +202,14 @@ async def _wait_for_disconnect(receive, task: asyncio.Task) -> None:
     task.cancel()
 
 
-async def send_sse(send, receive, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes]) -> None:
-    """Send `body` as a `text/event-stream` response over ASGI, each item as soon as it comes.
+async def send_sse(send, receive, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes], status: int = 200) -> None:
+    """Send `body` as a streamed response over ASGI (an event stream, or any body relayed as it
+    comes), each item as soon as it comes.
 
     One watcher task waits for the client's `http.disconnect`; it cancels the sending task, which
     closes `body` (and with it the upstream request). Ends quietly when the client went away.
     """
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     task = asyncio.current_task()
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive, task))
     try:

@@ -50,6 +50,8 @@ With `thinking` enabled or adaptive (and not `disabled`), the answer starts with
 block (`Let me think.`, with a `signature`; streamed as `thinking_delta` + `signature_delta`) and
 usage has `output_tokens_details.thinking_tokens` (3, also counted in `output_tokens`).
 
+`POST /v1/messages/count_tokens` answers `{input_tokens}` (JSON length of `messages` / 4).
+
 Usage: `input_tokens` 25, `output_tokens` the answer's word count (+5 per tool call).
 """
 
@@ -291,12 +293,27 @@ class FakeAnthropic:
     def __init__(self, api_key: str | None = API_KEY) -> None:
         self.api_key = api_key
         self.recorder = Recorder()
-        self.app = Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
+        self.app = Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"]),
+                                     Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"])])
 
     @staticmethod
     def _bearer(request: Request) -> str | None:
         auth = request.headers.get("authorization", "")
         return auth[7:] if auth.lower().startswith("bearer ") else None
+
+    async def count_tokens(self, request: Request) -> Response:
+        """`POST /v1/messages/count_tokens` (https://docs.anthropic.com/en/api/messages-count-tokens):
+        `{input_tokens}`; `max_tokens` is not a field of this request."""
+        received = await self.recorder.record(request)
+        key = request.headers.get("x-api-key") or self._bearer(request)
+        if self.api_key is not None and key != self.api_key:
+            return anthropic_error(401, "invalid x-api-key")
+        body = received.body
+        if not isinstance(body, dict) or "model" not in body or not isinstance(body.get("messages"), list):
+            return anthropic_error(400, "messages: Field required")
+        if "max_tokens" in body:
+            return anthropic_error(400, "max_tokens: Extra inputs are not permitted")
+        return JSONResponse({"input_tokens": len(json.dumps(body["messages"])) // 4})
 
     async def messages(self, request: Request) -> Response:
         received = await self.recorder.record(request)

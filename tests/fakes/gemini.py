@@ -57,6 +57,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.vectors import vector
 from tests.support.recorder import Recorder
 
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -172,6 +173,8 @@ class FakeGemini:
     async def models_call(self, request: Request) -> Response:
         received = await self.recorder.record(request)
         model, _, method = request.path_params["target"].rpartition(":")
+        if method == "batchEmbedContents" and request.path_params["version"] in ("v1", "v1beta"):
+            return self._batch_embed(request, received, model)
         if request.path_params["version"] not in ("v1", "v1beta") or method not in ("generateContent", "streamGenerateContent"):
             return google_error(404, f"Method not found: {request.url.path}")
         key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
@@ -195,6 +198,32 @@ class FakeGemini:
         if method == "streamGenerateContent":
             return StreamingResponse(self._stream(body, model, sse=request.query_params.get("alt") == "sse"), media_type="text/event-stream")
         return JSONResponse(self._response(body, model))
+
+    def _batch_embed(self, request: Request, received, model: str) -> Response:
+        """`POST /{version}/models/{model}:batchEmbedContents` (https://ai.google.dev/api/embeddings):
+        `{requests: [{model: "models/M", content: {parts: [{text}]}, outputDimensionality?}]}` →
+        `{embeddings: [{values}]}`; at most 100 requests a call, each naming the URL's model
+        (Google: "BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch").
+        Vectors have 12 dimensions unless `outputDimensionality` says otherwise."""
+        key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+        if key != self.api_key:
+            return key_invalid()
+        body = received.body
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return google_error(400, "* BatchEmbedContentsRequest.requests: requests is not specified")
+        if len(requests) > 100:
+            return google_error(400, "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch")
+        embeddings = []
+        for i, item in enumerate(requests):
+            if item.get("model") != f"models/{model}":
+                return google_error(400, f"* BatchEmbedContentsRequest.requests[{i}].model: the model must match the one in the URL")
+            parts = (item.get("content") or {}).get("parts") or []
+            text = " ".join(p.get("text", "") for p in parts)
+            if not text:
+                return google_error(400, f"* BatchEmbedContentsRequest.requests[{i}].content: contents must not be empty")
+            embeddings.append({"values": vector(text, item.get("outputDimensionality") or 12)})
+        return JSONResponse({"embeddings": embeddings})
 
     # -- answers --------------------------------------------------------------------------------
 

@@ -13,6 +13,11 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
   client goes away.
 - `stall-stream`: sends one chunk, then nothing for `slow_seconds`.
 - `leak-secret`: a 400 whose message quotes the API key it was sent.
+- `truncated-stream`: streams a little text, then ends without a finish reason or `[DONE]`.
+- `text-only...`: answers with text even when `tools` are offered.
+- `reasoning`: a reasoning model as DeepSeek's OpenAI-compatible API serves it
+  (https://api-docs.deepseek.com/guides/reasoning_model): `reasoning_content` in the message
+  (and in stream deltas, before the content) beside the answer.
 - `leak-secret-200`: a 200 completion whose content quotes the key (streamed: a chunk does).
 - `midstream-<kind>`: a stream that sends one chunk, then OpenAI's in-stream error event
   `data: {"error": {...}}` (what resellers and One API-style proxies send) quoting the key, then
@@ -48,14 +53,18 @@ content filter (learn.microsoft.com/azure/ai-services/openai/concepts/content-fi
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import struct
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.recorder import Recorder
+from tests.fakes.vectors import vector
+from tests.support.recorder import Received, Recorder
 
 CREATED = 1735689600  # fixed, so two streams of one scenario are byte for byte alike
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -101,6 +110,12 @@ class FakeOpenAI:
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/models", self.list_models, methods=["GET"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.azure_chat, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+                Route("/v1/moderations", self.moderations, methods=["POST"]),
+                Route("/v1/images/generations", self.images, methods=["POST"]),
+                Route("/openai/deployments/{deployment}/embeddings", self.azure_embeddings, methods=["POST"]),
             ]
         )
 
@@ -125,6 +140,115 @@ class FakeOpenAI:
         if "api-version" not in request.query_params:
             return openai_error(404, "Resource not found")
         return await self._chat(request, azure=True)
+
+    async def azure_embeddings(self, request: Request) -> Response:
+        if "api-version" not in request.query_params:
+            return openai_error(404, "Resource not found")
+        return await self._embeddings(request, azure=True)
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._embeddings(request, azure=False)
+
+    async def _embeddings(self, request: Request, azure: bool) -> Response:
+        """`POST /v1/embeddings` (https://platform.openai.com/docs/api-reference/embeddings/create):
+        `input` a string, strings, token ids or lists of token ids (empty strings refused);
+        `encoding_format` `float` (the API's default) or `base64` (float32 little-endian, what
+        openai-python asks for); `dimensions` only for `text-embedding-3*` models. Vectors
+        have 8 dimensions by default (`tests.fakes.vectors`); a token counts as one word or id."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, azure))) is not None:
+            return err
+        body = received.body if isinstance(received.body, dict) else {}
+        items = body.get("input")
+        if isinstance(items, str) or (isinstance(items, list) and items and all(isinstance(t, int) for t in items)):
+            items = [items]
+        if not isinstance(items, list) or not items or not all(
+                (isinstance(i, str) and i) or (isinstance(i, list) and i and all(isinstance(t, int) for t in i)) for i in items):
+            return openai_error(400, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.")
+        model = body.get("model")
+        if not model:
+            return openai_error(400, "you must provide a model parameter")
+        if model.startswith("status-"):
+            return openai_error(int(model.split("-", 1)[1]), "Scenario error")
+        if model.startswith("json-") and model[5:] in ERROR_KINDS:  # a reseller's 200 error body
+            type_, code, _ = ERROR_KINDS[model[5:]]
+            return JSONResponse({"error": {"message": f"Scenario {model}", "type": type_, "param": None, "code": code}})
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            return openai_error(400, f"Invalid value for 'encoding_format': '{encoding}'.")
+        dimensions = body.get("dimensions")
+        if dimensions is not None and not model.startswith("text-embedding-3"):
+            return openai_error(400, "This model does not support specifying dimensions.")
+        data = []
+        for index, item in enumerate(items):
+            values = vector(item, dimensions or 8)
+            embedding = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode() if encoding == "base64" else values
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(len(i.split()) if isinstance(i, str) else len(i) for i in items)
+        return JSONResponse({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    async def completions(self, request: Request) -> Response:
+        """Legacy `POST /v1/completions` (https://platform.openai.com/docs/api-reference/completions),
+        as FIM autocomplete clients use it: answers `[completion of: PROMPT|SUFFIX]`, streamed as
+        `text_completion` chunks when `stream` is set."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        body = received.body if isinstance(received.body, dict) else {}
+        if not isinstance(body.get("prompt"), str) or not body.get("model"):
+            return openai_error(400, "'prompt' and 'model' are required properties")
+        text = f"[completion of: {body['prompt']}|{body.get('suffix') or ''}]"
+        base = {"id": "cmpl-fake1", "object": "text_completion", "created": CREATED, "model": body["model"]}
+        if body.get("stream"):
+            async def events():
+                for piece in (text[: len(text) // 2], text[len(text) // 2:]):
+                    yield b"data: " + json.dumps({**base, "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]}).encode() + b"\n\n"
+                yield b"data: " + json.dumps({**base, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]}).encode() + b"\n\n"
+                yield b"data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse({**base, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+
+    async def transcriptions(self, request: Request) -> Response:
+        """`POST /v1/audio/transcriptions` (multipart/form-data: `file`, `model`): answers
+        `{"text": "<N bytes of FILENAME>"}`; records the upload's size and content type."""
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return openai_error(400, "Could not parse multipart form")
+        async with request.form(max_part_size=64 * 1024 * 1024) as form:
+            upload = form.get("file")
+            if upload is None or not form.get("model"):
+                return openai_error(400, "'file' and 'model' are required")
+            data = await upload.read()
+        self.recorder.requests.append(Received("POST", request.url.path, dict(request.query_params),
+                                               {k.lower(): v for k, v in request.headers.items()},
+                                               {"model": form.get("model"), "filename": upload.filename, "size": len(data),
+                                                "sha256": hashlib.sha256(data).hexdigest()}))
+        return JSONResponse({"text": f"<{len(data)} bytes of {upload.filename}>"})
+
+    async def images(self, request: Request) -> Response:
+        """`POST /v1/images/generations` (https://platform.openai.com/docs/api-reference/images/create):
+        `n` images (default 1) as `b64_json` (a 1×1 PNG) or `url`, per `response_format`."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        body = received.body if isinstance(received.body, dict) else {}
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            return openai_error(400, "'prompt' is a required property")
+        png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        item = {"url": "https://images.example/fake.png"} if body.get("response_format") == "url" else {"b64_json": png}
+        return JSONResponse({"created": CREATED, "data": [dict(item, revised_prompt=body["prompt"]) for _ in range(body.get("n") or 1)]})
+
+    async def moderations(self, request: Request) -> Response:
+        """`POST /v1/moderations`: nothing is ever flagged."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(self._presented_key(request, False))) is not None:
+            return err
+        inputs = received.body.get("input") if isinstance(received.body, dict) else None
+        inputs = [inputs] if isinstance(inputs, str) else inputs or []
+        result = {"flagged": False, "categories": {"violence": False}, "category_scores": {"violence": 0.0}}
+        return JSONResponse({"id": "modr-fake", "model": "omni-moderation-latest", "results": [result for _ in inputs]})
 
     async def chat(self, request: Request) -> Response:
         return await self._chat(request, azure=False)
@@ -171,6 +295,8 @@ class FakeOpenAI:
             message["reasoning_content"] = REASONING
         if model == "reasoner-signed":
             message["reasoning"], message["reasoning_details"] = REASONING, REASONING_DETAILS
+        if model == "reasoning":
+            message["reasoning_content"] = "Thinking it over."
         if tool_calls:
             message["tool_calls"] = tool_calls
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if tool_calls else "stop"}
@@ -196,6 +322,8 @@ class FakeOpenAI:
 
     def _answer(self, body: dict) -> tuple[str | None, list | None]:
         tools = body.get("tools")
+        if str(body.get("model")).startswith("text-only"):
+            tools = None
         if tools and not any(m.get("role") == "tool" for m in body["messages"]):
             name = tools[0]["function"]["name"]
             calls = [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]
@@ -252,12 +380,18 @@ class FakeOpenAI:
                 raise
         if model == "stall-stream":
             await asyncio.sleep(self.slow_seconds)
+        if model == "truncated-stream":
+            yield delta({"content": "partial"})
+            return
         content, tool_calls = self._answer(body)
         if model == "reasoner":
             for word in REASONING.split(" "):
                 yield delta({"reasoning_content": word + " "})
         if model == "reasoner-signed":
             yield delta({"reasoning": REASONING, "reasoning_details": REASONING_DETAILS})
+        if model == "reasoning":
+            for piece in ("Thinking ", "it over."):
+                yield delta({"content": None, "reasoning_content": piece})
         if tool_calls:
             for n, call in enumerate(tool_calls):
                 yield delta({"tool_calls": [{"index": n, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})

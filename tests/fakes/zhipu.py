@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.vectors import vector
 from tests.support.recorder import Recorder
 
 API_KEY_ID = "4f2a9c61b0d84e7f"
@@ -100,7 +101,8 @@ class FakeZhipu:
     def __init__(self, api_key: str = API_KEY) -> None:
         self.api_key = api_key
         self.recorder = Recorder()
-        self.app = Starlette(routes=[Route(f"{self.base_path}/chat/completions", self.chat, methods=["POST"])])
+        self.app = Starlette(routes=[Route(f"{self.base_path}/chat/completions", self.chat, methods=["POST"]),
+                                     Route(f"{self.base_path}/embeddings", self.embeddings, methods=["POST"])])
 
     def _auth_error(self, request: Request) -> JSONResponse | None:
         auth = request.headers.get("authorization", "")
@@ -120,6 +122,32 @@ class FakeZhipu:
         if int(claims.get("exp", 0)) < int(time.time() * 1000):
             return zhipu_error(1003)
         return None
+
+    async def embeddings(self, request: Request) -> Response:
+        """`POST /api/paas/v4/embeddings` (https://docs.bigmodel.cn/api-reference 文本嵌入):
+        `input` a string or at most 64 strings; `embedding-3` takes `dimensions` 256, 512, 1024
+        or 2048 (default 2048); answers OpenAI-like `{data: [{embedding, index, object}], model,
+        object, usage}` with float vectors only."""
+        received = await self.recorder.record(request)
+        if (err := self._auth_error(request)) is not None:
+            return err
+        body = received.body if isinstance(received.body, dict) else {}
+        items = body.get("input")
+        items = [items] if isinstance(items, str) else items
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+            return JSONResponse({"error": {"code": "1214", "message": "input 参数非法。"}}, status_code=400)
+        if len(items) > 64:
+            return JSONResponse({"error": {"code": "1214", "message": "input数组最大不得超过64条"}}, status_code=400)
+        model = body.get("model")
+        if model not in ("embedding-3", "embedding-2"):
+            return zhipu_error(1211)
+        dimensions = body.get("dimensions") or 2048
+        if model == "embedding-3" and dimensions not in (256, 512, 1024, 2048):
+            return JSONResponse({"error": {"code": "1214", "message": "dimensions 参数非法。"}}, status_code=400)
+        data = [{"embedding": vector(item, dimensions), "index": i, "object": "embedding"} for i, item in enumerate(items)]
+        tokens = sum(len(i) for i in items)
+        return JSONResponse({"data": data, "model": model, "object": "list", "request_id": "req-fake",
+                             "usage": {"completion_tokens": 0, "prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def chat(self, request: Request) -> Response:
         received = await self.recorder.record(request)
