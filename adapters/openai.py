@@ -74,7 +74,14 @@ class ProxyConfig(OpenAIConfig):
 
 
 class OpenAICompatible(Adapter):
-    """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors."""
+    """Shared by every OpenAI-wire upstream: send the body, return the bytes, map errors.
+
+    Streams ask the upstream for usage (`stream_options.include_usage: true`, CONTRACT.md §6)
+    even when the client did not; `gateway.streaming.sse_body` reads that usage chunk and drops
+    it again for such clients. An upstream that rejects `stream_options` (a 400/422 naming it:
+    some OpenAI-compatible servers do) is asked again without it, and this entry stops sending
+    it until the config is reloaded; its streams are then counted from the text sent.
+    """
 
     native_family = "openai"
     max_tokens_field = "max_completion_tokens"
@@ -85,6 +92,7 @@ class OpenAICompatible(Adapter):
         super().__init__(entry, runtime)
         self.max_tokens_field = getattr(self.config, "max_tokens_field", None) or self.default_max_tokens_field()
         self._leaks = SecretBytes(getattr(self.config, name, None) for name in self.secret_fields)
+        self.ask_stream_usage = True  # False once the upstream refused stream_options
 
     def default_max_tokens_field(self) -> str:
         """Where a config default `max_tokens` goes when `max_tokens_field` is not set."""
@@ -115,12 +123,17 @@ class OpenAICompatible(Adapter):
         """Another model to try after `error`, or None (a `proxy` whose discovered model vanished)."""
         return None
 
-    def upstream_body(self, request: ChatRequest, model: str | None) -> bytes:
+    def upstream_body(self, request: ChatRequest, model: str | None, ask_usage: bool = False) -> bytes:
         """The client's bytes as sent when nothing changes (no re-encoding); else the gateway's
-        encoding of the parsed body with the forced model and the sampling defaults."""
-        if not self._defaults and not self.config.model and model == request.model:
+        encoding of the parsed body with the forced model, the sampling defaults and, with
+        `ask_usage`, `stream_options.include_usage: true` (§6: streams are counted)."""
+        if not ask_usage and not self._defaults and not self.config.model and model == request.model:
             return request.raw
-        return orjson.dumps(self.prepared_body(request, model))
+        body = self.prepared_body(request, model)
+        if ask_usage:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return orjson.dumps(body)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = await self.resolve_model(request)
@@ -208,37 +221,59 @@ class OpenAICompatible(Adapter):
             await inner.aclose()
 
     async def _stream(self, request: ChatRequest, model: str | None) -> AsyncIterator[StreamItem]:
+        ask_usage = self.ask_stream_usage and not request.include_usage
         async with self.runtime.http.stream(
-            "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request, model), proxies=self.config.proxies
+            "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request, model, ask_usage),
+            proxies=self.config.proxies,
         ) as upstream:
             if upstream.status >= 400:
-                raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
-            chunks = upstream.aiter_bytes()
-            screen = PassThrough(self._leaks, self.annotated_stream)
-            if "text/event-stream" not in upstream.headers.get("content-type", ""):
-                first = b""
-                async for first in chunks:
-                    if first.strip():
-                        break
-                if not first.lstrip().startswith(SSE_STARTS):
-                    await chunks.aclose()
-                    for item in self._json_answer(first + await upstream.aread(), upstream.headers):
-                        yield item
-                    return
-                if out := screen.feed(first):
-                    yield out
-                if screen.error is not None:
-                    raise screen.error
-            async for chunk in chunks:
-                out = screen.feed(chunk)
-                if out:
-                    yield out
-                if screen.error is not None:
-                    raise screen.error
-            if out := screen.finish():
+                body = await upstream.aread()
+                if not (ask_usage and upstream.status in (400, 422) and b"stream_options" in body):
+                    raise self.translate_error(upstream.status, body, upstream.headers)
+                self.ask_stream_usage = False  # this server refuses stream_options: ask again without
+                retry = True
+            else:
+                retry = False
+                async for item in self._events(upstream):
+                    yield item
+        if retry:
+            async with self.runtime.http.stream(
+                "POST", self.endpoint(), headers=self.headers(), content=self.upstream_body(request, model), proxies=self.config.proxies
+            ) as upstream:
+                if upstream.status >= 400:
+                    raise self.translate_error(upstream.status, await upstream.aread(), upstream.headers)
+                async for item in self._events(upstream):
+                    yield item
+
+    async def _events(self, upstream) -> AsyncIterator[StreamItem]:
+        """The items of an open, successful upstream stream: screened SSE bytes, or the chunks of
+        a JSON completion that answered a streamed request."""
+        chunks = upstream.aiter_bytes()
+        screen = PassThrough(self._leaks, self.annotated_stream)
+        if "text/event-stream" not in upstream.headers.get("content-type", ""):
+            first = b""
+            async for first in chunks:
+                if first.strip():
+                    break
+            if not first.lstrip().startswith(SSE_STARTS):
+                await chunks.aclose()
+                for item in self._json_answer(first + await upstream.aread(), upstream.headers):
+                    yield item
+                return
+            if out := screen.feed(first):
                 yield out
             if screen.error is not None:
                 raise screen.error
+        async for chunk in chunks:
+            out = screen.feed(chunk)
+            if out:
+                yield out
+            if screen.error is not None:
+                raise screen.error
+        if out := screen.finish():
+            yield out
+        if screen.error is not None:
+            raise screen.error
 
     def _json_answer(self, body: bytes, headers) -> list[dict]:
         """The chunks for a 200 that answered a streamed request with a body instead of an event

@@ -12,6 +12,8 @@ Targets, all in front of the same fake upstream (bench/fake_upstream.py):
   litellm  LiteLLM's proxy, 1 worker, in its own virtualenv (bench/.venv-litellm)
   claude   the gateway through a `claude` token (OpenAI <-> Anthropic translation)
   router   the gateway through a 4-member round-robin `router` token
+  limited  the gateway through a `proxy` token with every limit of CONTRACT.md §6 set (rpm,
+           tpm, parallel, USD and token budgets; never reached), usage recorded, /metrics on
   w2       the gateway started with --workers 2 (non-stream throughput only)
   responses  the gateway's `POST /v1/responses` (stored, non-streamed) through the same proxy
            token as `gateway`: translation + one SQLite write on top of the chat completion
@@ -65,7 +67,7 @@ LITELLM_SPEC = ("litellm[proxy]==1.106.*", "litellm[proxy]")
 HOST = "127.0.0.1"
 UPSTREAM_KEY = "upstream-key"
 LITELLM_KEY = "sk-bench-" + secrets.token_hex(24)  # LiteLLM 1.106 refuses to start without a strong master key
-ALL_TARGETS = ("direct", "gateway", "lean", "litellm", "claude", "router", "w2", "responses")
+ALL_TARGETS = ("direct", "gateway", "lean", "litellm", "claude", "router", "limited", "w2", "responses")
 ALL_SCENARIOS = ("ns", "lat", "s200", "s1000", "leak")
 # scenario profiles: the fake upstream's path knob (chunks, ms between chunks)
 PROFILES = {"ns": "", "s200": "/c20i10", "s1000": "/c50i100", "fast": "/c20i0"}
@@ -77,6 +79,7 @@ TARGET_SCENARIOS = {
     "litellm": {"ns", "lat", "s200", "s1000"},
     "claude": {"ns", "lat", "s200"},
     "router": {"ns", "lat", "s200"},
+    "limited": {"ns", "lat", "s200"},
     "w2": {"ns"},
     "responses": {"ns", "lat"},
 }
@@ -285,6 +288,13 @@ def gateway_config(upstream: int, types: set[str]) -> dict:
                 for m in members
             ]
             tokens.append({"token": f"router-{p}", "type": "router", "config": {"router_strategy": "round-robin", "token_pool": members}})
+    # every §6 limit set, high enough never to refuse: the cost of admission and settlement
+    limits = {"rpm_limit": 10**9, "tpm_limit": 10**12, "max_parallel_requests": 10**6, "max_budget": 10.0**9,
+              "token_budget": 10**15, "budget_duration": "1mo"}
+    tokens += [
+        {"token": f"limited-{p}", "type": "proxy", "config": {"api_base": f"{base}{knob}/v1", "api_key": UPSTREAM_KEY}, **limits}
+        for p, knob in PROFILES.items()
+    ]
     return {"settings": {"log_level": "warning", "request_timeout": 120, "stream_idle_timeout": 60}, "tokens": tokens}
 
 
@@ -337,7 +347,7 @@ def endpoint(target: str, profile: str, ports: dict[str, int]) -> Endpoint:
         return Endpoint(ports[target], "/v1/chat/completions", f"gw-{profile}")
     if target == "responses":
         return Endpoint(ports["gateway"], "/v1/responses", f"gw-{profile}", api="responses")
-    return Endpoint(ports["gateway"], "/v1/chat/completions", f"{target}-{profile}")  # claude, router
+    return Endpoint(ports["gateway"], "/v1/chat/completions", f"{target}-{profile}")  # claude, router, limited
 
 
 # -- load -----------------------------------------------------------------------------------
@@ -431,7 +441,7 @@ def start_servers(plan: Plan, types: set[str], litellm_exe: Path | None) -> tupl
     cfg_path = OUT / "gateway.json"
     cfg_path.write_text(json.dumps(gateway_config(ports["upstream"], types), indent=1))
     want = set(plan.targets)
-    if want & {"gateway", "claude", "router", "responses"}:
+    if want & {"gateway", "claude", "router", "limited", "responses"}:
         cmd = [py, "open-api.py", "--config", str(cfg_path), "--host", HOST, "--port", str(ports["gateway"])]
         servers["gateway"] = Server("gateway", cmd, plan.gateway_cpus, ports["gateway"], "/healthz")
     if "w2" in want:
@@ -463,7 +473,7 @@ def start_servers(plan: Plan, types: set[str], litellm_exe: Path | None) -> tupl
 def server_for(target: str, servers: dict[str, Server]) -> Server | None:
     if target == "direct":
         return None
-    return servers["gateway"] if target in ("claude", "router", "responses") else servers.get(target)
+    return servers["gateway"] if target in ("claude", "router", "limited", "responses") else servers.get(target)
 
 
 def _ns(wrk: str, ep: Endpoint, server: Server | None, plan: Plan) -> dict:
@@ -477,7 +487,7 @@ def _ns(wrk: str, ep: Endpoint, server: Server | None, plan: Plan) -> dict:
 def run_rounds(plan: Plan, wrk: str | None, servers: dict[str, Server], ports: dict[str, int]) -> list[dict]:
     """Every round: each scenario for each target in turn. Returns one dict per (round, target)."""
     rows = []
-    targets = [t for t in plan.targets if t == "direct" or t in servers or t in ("claude", "router", "responses") and "gateway" in servers]
+    targets = [t for t in plan.targets if t == "direct" or t in servers or t in ("claude", "router", "limited", "responses") and "gateway" in servers]
     for rnd in range(1, plan.rounds + 1):
         order = targets if rnd % 2 else list(reversed(targets))
         for target in order:
@@ -676,6 +686,14 @@ def report(plan: Plan, rows: list[dict], leak: dict | None, meta: dict) -> tuple
         check(f"RSS growth {leak['first']:,} → {leak['total']:,} mixed requests", [leak["growth"] * 100] if leak["growth"] is not None else [], "≤ 10 %", lambda v: v <= 10)
     check("claude adapter / lean non-stream throughput", _per_round(rows, ratio("claude", "lean")), "≥ 0.6×", lambda v: v >= 0.6)
     check("router (4× round-robin) / gateway non-stream throughput", _per_round(rows, ratio("router", "gateway")), "(info)", lambda v: True)
+    check("limited (every §6 limit) / gateway non-stream throughput", _per_round(rows, ratio("limited", "gateway")), "≥ 0.9×", lambda v: v >= 0.9)
+    check("limited added latency p99 @8 (ms)", _per_round(rows, added("lat", "p99_ms")("limited")), "≤ 5 ms", lambda v: v <= 5)
+    check(
+        "200 streams: limited added TTFT − lean added TTFT (ms)",
+        _per_round(rows, lambda by: by["limited"]["s200"]["ttft_p50_ms"] - by["lean"]["s200"]["ttft_p50_ms"]),
+        "≤ 5 ms",
+        lambda v: v <= 5,
+    )
     check("--workers 2 / --workers 1 non-stream throughput", _per_round(rows, ratio("w2", "gateway")), "near 2× (see note)", lambda v: v >= 1.6)
     check(
         "stored Responses request − the same chat completion, latency p50 @8 (ms)",

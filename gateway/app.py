@@ -35,7 +35,11 @@ from gateway.body import BodyGuard, ClientGone, declared_length, read_body, too_
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, error_json, error_response, model_not_found, retry_after_headers
 from gateway.http import UpstreamHTTP
+from gateway.keys import views as key_views
+from gateway.keys.guard import CLIENT_GONE, SINK_KEY
+from gateway.keys.restore import restore_budgets
 from gateway.middleware import HTTP_ERROR_HANDLERS, LiveCORS
+from gateway.observability.request_id import RequestIdMiddleware, request_id_of
 from gateway.request import OFFLOAD_BYTES, parse_chat_request, parse_large_chat_request
 from gateway.runtime import Runtime
 from gateway.store import Database, database_url
@@ -81,7 +85,23 @@ class Gateway:
 
     def health_reasons(self) -> list[str]:
         """Why `/healthz` is degraded (§7): the shared stores that are unreachable."""
-        return self.redis.reasons() if self.redis is not None else []
+        reasons = self.redis.reasons() if self.redis is not None else []
+        return reasons + self.runtime.guard.store.health()
+
+    @property
+    def usage_sink(self):
+        """Where usage events go (§6): a `gateway.usage.events.UsageSink`; the ledger writer
+        replaces the default in-memory one. Kept across config reloads."""
+        return self.runtime.state[SINK_KEY]
+
+    @usage_sink.setter
+    def usage_sink(self, sink) -> None:
+        self.runtime.state[SINK_KEY] = sink
+
+    @property
+    def metrics(self):
+        """The §7 metrics (`gateway.observability.metrics.Metrics`), kept across reloads."""
+        return self.runtime.guard.metrics
 
     def apply(self, config: GatewayConfig) -> None:
         """Serve `config` from now on; requests in flight keep the runtime they started with."""
@@ -119,37 +139,71 @@ class ChatCompletions:
 
     async def __call__(self, scope, receive, send) -> None:
         runtime = self.gateway.runtime
-        adapter = None
+        rid = request_id_of(scope["headers"])
+        rid_header = (b"x-request-id", rid.encode())
+        adapter = ticket = None
         try:
             limit = runtime.settings.max_request_bytes
             declared = declared_length(scope["headers"])
             if declared is not None and declared > limit:
                 raise too_large(limit)  # before auth and before a byte of the body is read
             adapter = runtime.authenticate(presented_token(auth_headers(scope["headers"])))
-            raw = await read_body(receive, limit)
-            chat = parse_chat_request(raw) if len(raw) < OFFLOAD_BYTES else await parse_large_chat_request(raw, runtime.settings)
-            if chat.stream:
-                first, rest = await dispatch.open_stream(adapter, chat)
-                headers = _response_headers(b"text/event-stream", adapter.name, dispatch.served_by.get())
-                headers += SSE_HEADERS
-                await send_sse(send, receive, headers, sse_body(first, rest, chat.include_usage, runtime.scrub))
-                return
-            completion = await dispatch.complete(adapter, chat)
+            guard = runtime.guard
+            client = scope.get("client")
+            where = {"request_id": rid, "path": scope["path"], "client": client[0] if client else None}
+            try:
+                raw = await read_body(receive, limit)
+                chat = parse_chat_request(raw) if len(raw) < OFFLOAD_BYTES else await parse_large_chat_request(raw, runtime.settings)
+            except GatewayError as error:
+                guard.failed(adapter, error, **where)
+                raise
+            ticket = await guard.admit(adapter, model=chat.model or _chosen_model(adapter), body=chat.body, stream=chat.stream, **where)
+            with ticket:
+                if chat.stream:
+                    first, rest = await dispatch.open_stream(adapter, chat)
+                    headers = _response_headers(b"text/event-stream", adapter.name, dispatch.served_by.get())
+                    headers += SSE_HEADERS
+                    headers += ticket.headers
+                    headers.append(rid_header)
+                    body = sse_body(first, rest, chat.include_usage, runtime.scrub, ticket.meter)
+                    if not await send_sse(send, receive, headers, body):
+                        ticket.status, ticket.error_code = CLIENT_GONE, "client_closed_request"
+                    return
+                completion = await dispatch.complete(adapter, chat)
+                if isinstance(completion, bytes):
+                    ticket.meter.take_json(completion)
+                    body = completion
+                else:
+                    ticket.meter.take(completion.get("usage"))
+                    body = orjson.dumps(completion)
+                headers = _response_headers(b"application/json", adapter.name, dispatch.served_by.get())
+                headers += ticket.headers
+                headers.append(rid_header)
+                await _send_json(send, 200, body, headers)
         except ClientGone:
             return  # nobody left to answer
         except GatewayError as error:
-            if error.status >= 500 or error.status == 429:
+            if error.status >= 500 or (error.status == 429 and error.code == "rate_limit_exceeded" and not error.headers):
                 log.warning("chat completion failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-            headers = _response_headers(b"application/json", None, None) + retry_after_headers(error)
+            headers = _response_headers(b"application/json", None, None)
+            extra = dict(retry_after_headers(error))
+            if error.headers:  # the limits' own: retry-after, x-should-retry, x-ratelimit-*
+                extra.update((k.encode(), v.encode()) for k, v in error.headers.items())
+            elif ticket is not None:
+                headers += ticket.headers  # an upstream error after admission: still the token's windows
+            headers += extra.items()
+            headers.append(rid_header)
             await _send_json(send, error.status, error_json(error, runtime.scrub), headers)
-            return
         except Exception as exc:
             log.exception("chat completion failed unexpectedly: %s", type(exc).__name__)
             error = GatewayError(500, "The gateway failed to handle the request.", type="api_error", code="internal_error")
-            await _send_json(send, 500, error_json(error), _response_headers(b"application/json", None, None))
-            return
-        body = completion if isinstance(completion, bytes) else orjson.dumps(completion)
-        await _send_json(send, 200, body, _response_headers(b"application/json", adapter.name, dispatch.served_by.get()))
+            await _send_json(send, 500, error_json(error), _response_headers(b"application/json", None, None) + [rid_header])
+
+
+def _chosen_model(adapter) -> str | None:
+    """The model an entry uses for a request that names none (None for routers)."""
+    config_model = getattr(adapter.config, "model", None)
+    return config_model or adapter.default_model
 
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
@@ -189,7 +243,11 @@ def _model_object(model_id: str, owner: str) -> dict:
 async def _models_of(request: Request) -> tuple[Runtime, list[dict]]:
     runtime: Runtime = request.app.state.gateway.runtime
     adapter = runtime.authenticate(presented_token(auth_headers(request.scope["headers"])))
+    runtime.guard.check_expiry(adapter)
     ids = await adapter.list_models()
+    limits = adapter.entry.limits
+    if limits is not None and limits.models is not None:
+        ids = [m for m in ids if limits.allows(m)]  # §6: filtered to the allowlist
     return runtime, [_model_object(m, adapter.type_name) for m in dict.fromkeys(ids)]
 
 
@@ -236,6 +294,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette):
         await gateway.start()
+        await restore_budgets(gateway)
         yield
         await gateway.aclose()
 
@@ -245,11 +304,15 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *key_views.routes(),  # before pass-through, which takes every other `/v1/{path}`
         *messages.routes(gateway),
         *embeddings.routes(gateway),
         *passthrough.routes(gateway),  # last: `/v1/{path}` takes what no route above serves
     ]
-    middleware = [Middleware(LiveCORS, origins=lambda: gateway.runtime.settings.cors_allow_origins)]
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(LiveCORS, origins=lambda: gateway.runtime.settings.cors_allow_origins),
+    ]
     app = GatewayApp(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=HTTP_ERROR_HANDLERS)
     app.chat = chat
     app.guarded = BodyGuard(functools.partial(Starlette.__call__, app), lambda: gateway.runtime.settings.max_request_bytes)

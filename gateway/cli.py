@@ -36,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc.line()}", file=sys.stderr)
         return 2
+    limited = [e.name for e in config.entries.values() if e.limits is not None and e.limits.counters]
+    if args.workers > 1 and limited and not config.settings.redis_url:
+        # CONTRACT.md §8: each worker would count rpm/tpm/parallel/budgets alone.
+        print(f"config error: {args.config}: --workers {args.workers} with per-token limits (entry "
+              f"{limited[0]!r}{' and others' if len(limited) > 1 else ''}) needs settings.redis_url: "
+              "without it each worker would count the limits alone; use one worker or set redis_url",
+              file=sys.stderr)
+        return 2
     level = config.settings.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
@@ -45,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ["GATEWAY_ADMIN_TOKEN"] = generate_token()
         announce_generated_token(os.environ["GATEWAY_ADMIN_TOKEN"])
+
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # §7: one /metrics view over all workers (prometheus_client's multiprocess mode); set
+        # before the workers start, in a fresh directory.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
 
     import uvicorn
 

@@ -22,12 +22,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway import registry
+from gateway.keys.limits import LIMIT_FIELDS, FieldError, KeyLimits, zone
 
 log = logging.getLogger("gateway.config")
 
@@ -61,6 +62,23 @@ class Cooldown(BaseModel):
     max_seconds: float = Field(300.0, ge=0)
 
 
+class LimitsSettings(BaseModel):
+    """`settings.limits` (§6, §8): `default_output_reserve` tokens reserved for the answer when a
+    request names no `max_tokens`/`max_completion_tokens`; `on_store_error` what to do while the
+    shared counter store is unreachable (`local`: per-process counters, `closed`: 503)."""
+
+    model_config = ConfigDict(extra="forbid")
+    default_output_reserve: int = Field(1024, ge=0)
+    on_store_error: Literal["local", "closed"] = "local"
+
+
+class MetricsSettings(BaseModel):
+    """`settings.metrics` (§7): `public: true` serves `/metrics` without the admin token."""
+
+    model_config = ConfigDict(extra="forbid")
+    public: bool = False
+
+
 class Settings(BaseModel):
     """The optional `settings` block. Times are in seconds."""
 
@@ -86,6 +104,17 @@ class Settings(BaseModel):
     database: str | None = None
     # §8: shared counters, round-robin positions and cooldowns for N workers / replicas.
     redis_url: str | None = None
+    # §6/§7: budget periods' time zone, limits, metrics and the access log.
+    timezone: str = "UTC"
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    access_log: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value)
+        return value
 
     _admin_token = field_validator("admin_token")(_visible_ascii)
 
@@ -98,6 +127,15 @@ class _RawEntry(BaseModel):
     enabled: bool = True
     internal: bool = False
     config: dict[str, Any] = Field(default_factory=dict)
+    # §6 limit fields: shapes checked by KeyLimits.from_fields (so errors name the field).
+    models: Any = None
+    expires: Any = None
+    rpm_limit: Any = None
+    tpm_limit: Any = None
+    max_parallel_requests: Any = None
+    max_budget: Any = None
+    token_budget: Any = None
+    budget_duration: Any = None
 
     _token = field_validator("token")(_visible_ascii)
     _name = field_validator("name")(_no_control)
@@ -113,6 +151,7 @@ class Entry:
     name: str
     internal: bool
     config: BaseModel
+    limits: KeyLimits | None = None  # §6; None when the entry sets no limit field
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,10 +388,14 @@ def _build_entry(index: int, item: Any, environ: dict[str, str]) -> tuple[Entry 
         config = adapter.Config.model_validate(raw.config)
     except ValidationError as exc:
         return None, _pydantic_issues(exc, label, "config"), None
+    try:
+        limits = KeyLimits.from_fields({f: getattr(raw, f) for f in LIMIT_FIELDS})
+    except FieldError as exc:
+        return None, [ConfigIssue(label, exc.field, str(exc))], None
     if not raw.enabled:
         return None, [], None
     name = raw.name or f"{registry.canonical_type(raw.type)}#{index}"
-    return Entry(index, raw.token, registry.canonical_type(raw.type), name, raw.internal, config), [], None
+    return Entry(index, raw.token, registry.canonical_type(raw.type), name, raw.internal, config, limits), [], None
 
 
 def _check_references(entries: dict[str, Entry]) -> list[ConfigIssue]:

@@ -60,6 +60,8 @@ class GatewayError(Exception):
         self.param = param
         self.failover = failover
         self.retry_after = retry_after
+        # Extra response headers (the limits' retry-after, x-should-retry, x-ratelimit-*).
+        self.headers: dict[str, str] | None = None
 
     def body(self) -> dict:
         """The `{"error": {...}}` object for this error."""
@@ -353,4 +355,6 @@ def error_response(error: GatewayError, scrub: Scrubber | None = None, headers: 
     retry = retry_after_headers(error)
     if retry:
         headers = {**(headers or {}), **{k.decode(): v.decode() for k, v in retry}}
+    if error.headers:  # the limits' own (retry-after, x-should-retry, x-ratelimit-*)
+        headers = {**(headers or {}), **error.headers}
     return Response(error_json(error, scrub), status_code=error.status, media_type="application/json", headers=headers)

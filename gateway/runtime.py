@@ -15,6 +15,7 @@ from gateway.auth import TokenTable
 from gateway.config import GatewayConfig
 from gateway.errors import Scrubber, invalid_api_key
 from gateway.http import UpstreamHTTP
+from gateway.keys.guard import Guard
 
 
 class Runtime:
@@ -35,6 +36,8 @@ class Runtime:
             token: registry.adapter_class(entry.type)(entry, self) for token, entry in config.entries.items()
         }
         self._clients = TokenTable((t, a) for t, a in self.adapters.items() if not a.entry.internal)
+        # §6/§7: admission, settlement, metrics; counters and the usage sink live in `state`.
+        self.guard = Guard(self)
 
     def authenticate(self, token: str | None) -> Adapter:
         """The adapter for a token a client presented. Raises GatewayError 401 (unknown or internal)."""

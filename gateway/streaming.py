@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import orjson
 
 from gateway.adapter import StreamItem
 from gateway.errors import GatewayError, Scrubber, SecretBytes, error_json, from_openai_error, openai_error_of
+from gateway.keys.meter import SSEUsageTap, UsageMeter
 
 log = logging.getLogger("gateway.stream")
 
@@ -162,30 +164,54 @@ async def sse_body(
     rest: AsyncIterator[StreamItem],
     include_usage: bool,
     scrub: Scrubber,
+    meter: UsageMeter | None = None,
 ) -> AsyncIterator[bytes]:
     """The response body: `first`, then the rest of the adapter's stream, then `[DONE]` for
     translated streams. Closing this generator (client gone) closes the adapter's stream, and
-    with it the upstream request."""
+    with it the upstream request.
+
+    With a `meter` (§6 usage): translated chunks are counted into it, and raw OpenAI SSE bytes
+    go through an `SSEUsageTap`, which reads the upstream's usage chunk and removes it when the
+    client did not ask for it (the gateway asks OpenAI-wire upstreams for it regardless);
+    `meter.first_at` is when the first bytes left."""
     translated = first is None or isinstance(first, dict)
+    tap = SSEUsageTap(meter, not include_usage) if meter is not None and not translated else None
     try:
         item = first
         while True:
             if item is not None:
                 if isinstance(item, dict):
+                    if meter is not None:
+                        meter.see_chunk(item)
                     if include_usage or item.get("choices") or "usage" not in item:
+                        if meter is not None and meter.first_at is None:
+                            meter.first_at = time.perf_counter()
                         yield encode_chunk(item)
                 else:
-                    yield item
+                    if tap is not None:
+                        item = tap.feed(item)
+                        if meter.first_at is None and item:
+                            meter.first_at = time.perf_counter()
+                    if item:
+                        yield item
             try:
                 item = await anext(rest)
             except StopAsyncIteration:
                 break
+        if tap is not None and (tail := tap.flush()):
+            yield tail
     except GatewayError as error:
+        if meter is not None:
+            meter.error_code = error.code
         log.warning("stream ended by upstream error: %s", scrub(error.message))
+        if tap is not None and (tail := tap.flush()):
+            yield tail  # what the upstream sent before its error
         yield encode_error(error, scrub)
         yield DONE
         return
     except Exception as exc:  # a translation bug must end the stream cleanly, not hang it
+        if meter is not None:
+            meter.error_code = "upstream_error"
         log.exception("stream failed: %s", type(exc).__name__)
         yield encode_error(GatewayError(502, "The upstream stream failed.", type="api_error", code="upstream_error"), scrub)
         yield DONE
@@ -202,12 +228,13 @@ async def _wait_for_disconnect(receive, task: asyncio.Task) -> None:
     task.cancel()
 
 
-async def send_sse(send, receive, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes], status: int = 200) -> None:
+async def send_sse(send, receive, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes], status: int = 200) -> bool:
     """Send `body` as a streamed response over ASGI (an event stream, or any body relayed as it
     comes), each item as soon as it comes.
 
     One watcher task waits for the client's `http.disconnect`; it cancels the sending task, which
     closes `body` (and with it the upstream request). Ends quietly when the client went away.
+    Returns True when the whole body was sent, False when the client went away first.
     """
     await send({"type": "http.response.start", "status": status, "headers": headers})
     task = asyncio.current_task()
@@ -216,11 +243,13 @@ async def send_sse(send, receive, headers: list[tuple[bytes, bytes]], body: Asyn
         async for chunk in body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return True
     except asyncio.CancelledError:
         if not watcher.done() or task.uncancel() > 0:
             raise  # cancelled by someone else (server shutdown): not a client disconnect
+        return False
     except OSError:
-        pass  # the connection broke under us: the client is gone
+        return False  # the connection broke under us: the client is gone
     finally:
         watcher.cancel()
         await body.aclose()

@@ -28,6 +28,8 @@ from starlette.routing import Route
 from gateway import dispatch
 from gateway.api.asgi import client_token, read_body, send_bytes
 from gateway.errors import GatewayError, error_json, invalid_request
+from gateway.keys.guard import limit_headers, request_context
+from gateway.keys.meter import estimate_tokens
 
 log = logging.getLogger("gateway.embeddings")
 
@@ -135,6 +137,13 @@ def embedding_list(vectors: list[list[float]], model: str, prompt_tokens: int = 
     }
 
 
+def _input_tokens(request: EmbeddingRequest) -> int:
+    """The inputs' size in tokens: token-id arrays counted, strings estimated."""
+    if request.tokens:
+        return sum(len(item) for item in request.inputs)
+    return sum(estimate_tokens(item) for item in request.inputs)
+
+
 class EmbeddingsEndpoint:
     """`POST /v1/embeddings` as a plain ASGI app."""
 
@@ -143,23 +152,35 @@ class EmbeddingsEndpoint:
 
     async def __call__(self, scope, receive, send) -> None:
         runtime = self.gateway.runtime
+        ticket = None
         try:
             adapter = runtime.authenticate(client_token(scope))
-            request = parse_embedding_request(await read_body(receive))
-            result = encode_vectors(await dispatch.embed(adapter, request), request.encoding_format)
+            where = request_context(scope)
+            try:
+                request = parse_embedding_request(await read_body(receive))
+            except GatewayError as error:
+                runtime.guard.failed(adapter, error, surface="embeddings", **where)
+                raise
+            # §6: the token's limits; the prompt is the inputs, nothing is generated.
+            ticket = await runtime.guard.admit(adapter, model=request.model or getattr(adapter.config, "model", None),
+                                               prompt_tokens=_input_tokens(request), max_output=0,
+                                               surface="embeddings", **where)
+            with ticket:
+                result = encode_vectors(await dispatch.embed(adapter, request), request.encoding_format)
+                ticket.meter.take(result.get("usage"))
         except ConnectionResetError:
             return  # the client went away while sending its body
         except GatewayError as error:
-            if error.status >= 500 or error.status == 429:
+            if error.status >= 500 or (error.status == 429 and not error.headers):
                 log.warning("embeddings failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-            await send_bytes(send, error.status, error_json(error, runtime.scrub), list(JSON))
+            await send_bytes(send, error.status, error_json(error, runtime.scrub), JSON + limit_headers(error, ticket))
             return
         except Exception as exc:
             log.exception("embeddings failed unexpectedly: %s", type(exc).__name__)
             error = GatewayError(500, "The gateway failed to handle the request.", type="api_error", code="internal_error")
             await send_bytes(send, 500, error_json(error), list(JSON))
             return
-        headers = [*JSON, (b"x-gateway-token-name", adapter.name.encode())]
+        headers = [*JSON, (b"x-gateway-token-name", adapter.name.encode()), *ticket.headers]
         if (served := dispatch.served_by.get()) and served != adapter.name:
             headers.append((b"x-gateway-served-by", served.encode()))
         await send_bytes(send, 200, orjson.dumps(result), headers)

@@ -32,6 +32,7 @@ from gateway.api.asgi import client_token, header, query_params, send_bytes
 from gateway.api.messages import errors as anthropic_errors
 from gateway.api.relay import forward_headers, relay, request_body
 from gateway.errors import GatewayError, error_json
+from gateway.keys.guard import limit_headers, request_context
 
 log = logging.getLogger("gateway.passthrough")
 
@@ -112,15 +113,26 @@ class NativePassThrough:
             if adapter.is_router or adapter.native_family != self.family:
                 raise GatewayError(400, f"{self.prefix}* passes through to one {FAMILY_TYPES[self.family]} entry; this token's type is "
                                         f"'{adapter.type_name}'.", code="passthrough_unsupported")
-            headers = forward_headers(scope["headers"])
-            query = [(k, v) for k, v in query_params(scope) if k not in QUERY_CREDENTIALS]
-            url, headers = adapter.native_request(path, query, headers)
-            body = await request_body(scope, receive, headers)
-            await relay(adapter, scope["method"], url, headers, body, send, receive, [(b"x-gateway-token-name", adapter.name.encode())])
+            limits = adapter.entry.limits
+            if limits is not None and limits.models is not None:
+                raise GatewayError(404, "This key is limited to certain models; native pass-through, which cannot check the "
+                                        "model a request names, is not available to it.", code="model_not_found")
+            # §6: expiry, rpm, parallel and spent budgets apply; the relayed answer is not read, so
+            # its tokens are not counted (the event says `estimated`).
+            ticket = await runtime.guard.admit(adapter, model=None, prompt_tokens=0, max_output=0, surface="passthrough",
+                                               **request_context(scope))
+            ticket.meter.mark_unread()
+            with ticket:
+                headers = forward_headers(scope["headers"])
+                query = [(k, v) for k, v in query_params(scope) if k not in QUERY_CREDENTIALS]
+                url, headers = adapter.native_request(path, query, headers)
+                body = await request_body(scope, receive, headers)
+                await relay(adapter, scope["method"], url, headers, body, send, receive,
+                            [(b"x-gateway-token-name", adapter.name.encode()), *ticket.headers])
         except GatewayError as error:
             if error.status >= 500:
                 log.warning("pass-through failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-            await send_bytes(send, error.status, self._error(error), [(b"content-type", b"application/json")])
+            await send_bytes(send, error.status, self._error(error), [(b"content-type", b"application/json"), *limit_headers(error)])
         except ConnectionResetError:
             return  # the client went away while sending its body
         except Exception as exc:

@@ -29,6 +29,8 @@ from gateway.api.messages.response import translate_completion
 from gateway.api.messages.stream import message_events
 from gateway.api.relay import forward_headers, relay
 from gateway.errors import GatewayError
+from gateway.keys.guard import CLIENT_GONE, Ticket, limit_headers, request_context
+from gateway.keys.meter import meter_stream
 from gateway.request import ChatRequest
 from gateway.streaming import send_sse
 
@@ -67,30 +69,55 @@ class MessagesEndpoint:
 
     async def __call__(self, scope, receive, send) -> None:
         runtime = self.gateway.runtime
+        ticket = None
         try:
             adapter = runtime.authenticate(client_token(scope))
-            raw = await read_body(receive)
-            body = parse_object(raw)
-            entry = answering_entry(adapter, body.get("model") if isinstance(body.get("model"), str) else None)
-            if entry.native_family == "anthropic":  # a claude entry: relayed natively, Anthropic checks the body
-                await self._native(entry, adapter, scope, receive, send, raw, body)
-            elif self.count_tokens:
-                raise not_found("count_tokens is only available for tokens whose upstream is Anthropic; estimate locally.")
+            where = request_context(scope)
+            try:
+                raw = await read_body(receive)
+                body = parse_object(raw)
+                model = body.get("model") if isinstance(body.get("model"), str) else None
+                entry = answering_entry(adapter, model)
+                native = entry.native_family == "anthropic"  # a claude entry: relayed natively, Anthropic checks the body
+                if not native and self.count_tokens:
+                    raise not_found("count_tokens is only available for tokens whose upstream is Anthropic; estimate locally.")
+                if not native:
+                    body = check_request(body)
+            except GatewayError as error:
+                runtime.guard.failed(adapter, error, surface="messages", **where)
+                raise
+            # §6: the presented token's limits (counting tokens costs nothing upstream: not limited)
+            if not self.count_tokens:
+                max_tokens = body.get("max_tokens")
+                ticket = await runtime.guard.admit(
+                    adapter, model=model, prompt_tokens=estimate_input_tokens(body),
+                    max_output=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
+                    stream=body.get("stream") is True, surface="messages", **where)
+            if native:
+                await self._native(entry, adapter, scope, receive, send, raw, body, ticket)
             else:
-                await self._translated(adapter, entry, check_request(body), receive, send)
+                with ticket:
+                    await self._translated(adapter, entry, body, receive, send, ticket)
         except ConnectionResetError:
             return  # the client went away while sending its body
         except GatewayError as error:
-            if error.status >= 500 or error.status == 429:
+            if error.status >= 500 or (error.status == 429 and not error.headers):
                 log.warning("messages request failed: %s %s: %s", error.status, error.code, runtime.scrub(error.message))
-            await send_bytes(send, error.status, error_json(error, runtime.scrub), list(JSON))
+            await send_bytes(send, error.status, error_json(error, runtime.scrub), JSON + limit_headers(error, ticket))
         except Exception as exc:
             log.exception("messages request failed unexpectedly: %s", type(exc).__name__)
             error = GatewayError(500, "The gateway failed to handle the request.", type="api_error")
             await send_bytes(send, 500, error_json(error), list(JSON))
 
-    async def _native(self, native: Adapter, adapter: Adapter, scope, receive, send, raw: bytes, body: dict) -> None:
-        """Relay to the claude entry's `/v1/messages[/count_tokens]`, its forced model written in."""
+    async def _native(self, native: Adapter, adapter: Adapter, scope, receive, send, raw: bytes, body: dict,
+                      ticket: Ticket | None = None) -> None:
+        """Relay to the claude entry's `/v1/messages[/count_tokens]`, its forced model written in.
+        The relayed answer is not read: its usage is counted as the prompt estimate (`estimated`)."""
+        if ticket is not None:
+            ticket.meter.mark_unread()
+            with ticket:
+                await self._native(native, adapter, scope, receive, send, raw, body)
+            return
         forced = native.config.model
         if forced and body.get("model") != forced:
             raw = orjson.dumps({**body, "model": forced})
@@ -100,18 +127,25 @@ class MessagesEndpoint:
         url, headers = native.native_request(self.path, query, headers)
         await relay(native, "POST", url, headers, raw, send, receive, _name_header(adapter, native.name))
 
-    async def _translated(self, adapter: Adapter, entry: Adapter, body: dict, receive, send) -> None:
-        """Through `gateway.dispatch` to `adapter`; the body is made for `entry`, the one that answers."""
+    async def _translated(self, adapter: Adapter, entry: Adapter, body: dict, receive, send, ticket: Ticket) -> None:
+        """Through `gateway.dispatch` to `adapter`; the body is made for `entry`, the one that answers.
+        The chat answer's usage goes to `ticket.meter` (§6)."""
         runtime = self.gateway.runtime
         chat = ChatRequest.from_body(translate_request(body, entry.type_name, entry.max_tokens_field))
         if chat.stream:
             first, rest = await dispatch.open_stream(adapter, chat)
+            first, rest = meter_stream(first, rest, ticket.meter)
             events = message_events(first, rest, body["model"], estimate_input_tokens(body), runtime.scrub)
-            await send_sse(send, receive, SSE + _name_header(adapter, dispatch.served_by.get()), events)
+            if not await send_sse(send, receive, SSE + _name_header(adapter, dispatch.served_by.get()) + ticket.headers, events):
+                ticket.status, ticket.error_code = CLIENT_GONE, "client_closed_request"
             return
         completion = await dispatch.complete(adapter, chat)
+        if isinstance(completion, bytes):
+            ticket.meter.take_json(completion)
+        else:
+            ticket.meter.take(completion.get("usage"))
         message = translate_completion(completion, body["model"])
-        await send_bytes(send, 200, orjson.dumps(message), JSON + _name_header(adapter, dispatch.served_by.get()))
+        await send_bytes(send, 200, orjson.dumps(message), JSON + _name_header(adapter, dispatch.served_by.get()) + ticket.headers)
 
 
 def routes(gateway) -> list[Route]:

@@ -1,0 +1,2 @@
+"""Observability (CONTRACT.md §7): Prometheus metrics (`metrics`), the `gateway.access` JSON
+log line (`access`) and request ids (`request_id`)."""
