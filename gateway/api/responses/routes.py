@@ -28,6 +28,7 @@ from gateway.api.responses.service import ENCRYPTED, ResponsesService
 from gateway.api.responses.tools import ToolMap
 from gateway.auth import presented_token
 from gateway.errors import GatewayError, error_response
+from gateway.keys.guard import Ticket, request_context
 
 log = logging.getLogger("gateway.responses")
 
@@ -50,8 +51,8 @@ def authenticated(request: Request):
     return adapter, owner_of(token)
 
 
-def json_response(data: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+def json_response(data: object, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
 def handles_errors(handler):
@@ -77,16 +78,30 @@ def handles_errors(handler):
 async def create_response(request: Request) -> Response:
     adapter, owner = authenticated(request)
     service = service_of(request)
+    guard = request.app.state.gateway.runtime.guard
+    where = request_context(request.scope)
     async with AsyncExitStack() as stack:  # holds the conversation's lock for the turn
-        turn = await service.prepare(adapter, owner, await request.body(), stack)
+        try:
+            turn = await service.prepare(adapter, owner, await request.body(), stack)
+        except GatewayError as error:
+            guard.failed(adapter, error, surface="responses", **where)
+            raise
+        # §6: the token's limits, and its usage once the turn is answered
+        turn.ticket = ticket = await guard.admit(adapter, model=turn.chat.model or turn.model or None, body=turn.chat.body,
+                                                 stream=turn.chat.stream, surface="responses", **where)
+        limits = {k.decode(): v.decode() for k, v in ticket.headers}
         if turn.body.get("background") is True and not turn.chat.stream:
-            return json_response(await service.start_background(turn, stack))
+            return json_response(await service.start_background(turn, stack), headers=limits)
         if turn.chat.stream:
-            frames = await service.open_stream(turn)
-            return StreamingResponse(_closing(frames, stack.pop_all()), media_type="text/event-stream",
-                                     headers={**SSE_HEADERS, **_served(adapter)})
-        response = json_response(await service.complete(turn))
-        response.headers.update(_served(adapter))
+            try:
+                frames = await service.open_stream(turn)
+            except BaseException as exc:
+                ticket.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            return StreamingResponse(_closing(frames, stack.pop_all(), ticket), media_type="text/event-stream",
+                                     headers={**SSE_HEADERS, **_served(adapter), **limits})
+        with ticket:
+            response = json_response(await service.complete(turn), headers={**_served(adapter), **limits})
         return response
 
 
@@ -99,11 +114,13 @@ def _served(adapter) -> dict[str, str]:
     return headers
 
 
-async def _closing(frames, held: AsyncExitStack):
-    """The frames, then the turn's held resources (the conversation lock) released."""
+async def _closing(frames, held: AsyncExitStack, ticket: Ticket):
+    """The frames, then the turn settled (§6 usage) and its held resources (the conversation
+    lock) released."""
     try:
-        async for frame in frames:
-            yield frame
+        with ticket:
+            async for frame in frames:
+                yield frame
     finally:
         await frames.aclose()
         await held.aclose()

@@ -31,6 +31,7 @@ from gateway.api.responses.store import ResponseStore
 from gateway.api.responses.tools import ToolMap, tool_map
 from gateway.api.responses.translate import chat_body, chat_messages, check_fields
 from gateway.errors import GatewayError, from_upstream_status, invalid_request
+from gateway.keys.guard import CLIENT_GONE, Ticket
 from gateway.request import ChatRequest
 
 log = logging.getLogger("gateway.responses")
@@ -68,6 +69,7 @@ class Turn:
     conversation_id: str | None
     store: bool
     include_encrypted: bool
+    ticket: Ticket | None = None  # §6: the admitted request's limits and usage (`gateway.keys`)
 
     def response(self, status: str, **fields) -> dict:
         return response_object(self.response_id, self.body, model=fields.pop("model", None) or self.model, status=status,
@@ -191,6 +193,8 @@ class ResponsesService:
             message, finish_reason = choice.get("message") or {}, choice.get("finish_reason")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             raise from_upstream_status(502, "the upstream's answer is not a chat completion") from None
+        if turn.ticket is not None:
+            turn.ticket.meter.take(data.get("usage"))
         sealer = await self.sealer()
         status, incomplete = status_of(finish_reason)
         return turn.response(status, model=data.get("model"), output=output_items(message, finish_reason, turn.tools, sealer.seal),
@@ -210,8 +214,12 @@ class ResponsesService:
             for data in events.start():
                 yield data
             error = None
+            meter = turn.ticket.meter if turn.ticket is not None else None
             try:
                 async for chunk in chat_chunks(first, rest):
+                    if meter is not None:
+                        meter.see_chunk(chunk)
+                        meter.first_at = meter.first_at or time.perf_counter()
                     model = model or chunk.get("model")
                     for data in events.feed(chunk):
                         yield data
@@ -244,18 +252,33 @@ class ResponsesService:
 
     async def _run_background(self, turn: Turn, held: AsyncExitStack) -> None:
         async with held:
-            try:
-                await self.store.put_response(turn.owner, turn.response("in_progress"), turn.input_items, new=False)
-                response = await self._build(turn, await call_upstream(turn.adapter, turn.chat))
-            except GatewayError as exc:
-                response = turn.response("failed", error={"code": exc.code or "server_error",
-                                                          "message": self.gateway.runtime.scrub(exc.message)})
-            except asyncio.CancelledError:
-                return  # `cancel` stored the cancelled response
-            except Exception:
-                log.exception("background response failed")
-                response = turn.response("failed", error={"code": "server_error", "message": "The gateway failed to run the response."})
-            await self._save(turn, response, new=False)
+            if turn.ticket is None:
+                return await self._background_turn(turn)
+            with turn.ticket:
+                return await self._background_turn(turn)
+
+    async def _background_turn(self, turn: Turn) -> None:
+        try:
+            await self.store.put_response(turn.owner, turn.response("in_progress"), turn.input_items, new=False)
+            response = await self._build(turn, await call_upstream(turn.adapter, turn.chat))
+        except GatewayError as exc:
+            self._outcome(turn, exc.status, exc.code)
+            response = turn.response("failed", error={"code": exc.code or "server_error",
+                                                      "message": self.gateway.runtime.scrub(exc.message)})
+        except asyncio.CancelledError:
+            self._outcome(turn, CLIENT_GONE, "response_cancelled")
+            return  # `cancel` stored the cancelled response
+        except Exception:
+            log.exception("background response failed")
+            self._outcome(turn, 500, "internal_error")
+            response = turn.response("failed", error={"code": "server_error", "message": "The gateway failed to run the response."})
+        await self._save(turn, response, new=False)
+
+    @staticmethod
+    def _outcome(turn: Turn, status: int, code: str | None) -> None:
+        """What the usage record of a background turn says (its HTTP answer was the `queued` 200)."""
+        if turn.ticket is not None:
+            turn.ticket.status, turn.ticket.error_code = status, code
 
     async def cancel(self, owner: str, response_id: str) -> dict:
         """Cancel a background response; the Response (`cancelled`, or as it ended).
