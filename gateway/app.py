@@ -46,6 +46,8 @@ from gateway.store import Database, database_url
 from gateway.store.redis import SharedRedis
 from gateway.store.shared_health import SharedHealth
 from gateway.streaming import send_sse, sse_body
+from gateway.usage import prices
+from gateway.usage.ledger import UsageLedger
 
 log = logging.getLogger("gateway")
 
@@ -62,6 +64,10 @@ class Gateway:
         self.runtime = Runtime(config, self.http)
         # §8: the SQL store (usage, stored responses); started in the app's lifespan.
         self.database = Database(database_url(config.settings.database, path))
+        # §6: usage events are queued here and written in batches by a background task.
+        self.usage = UsageLedger.from_settings(self.database, config.settings.usage)
+        self.usage_sink = self.usage  # settlement (gateway/keys) hands its events to the ledger
+        prices.configure(config.settings.prices)
         # §8: the shared Redis (read at start; a change of redis_url needs a restart).
         self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None
         self.shared_health: SharedHealth | None = None
@@ -69,6 +75,7 @@ class Gateway:
     async def start(self) -> None:
         """Open the stores: the database schema, and the shared cooldowns when Redis is set."""
         await self.database.start()
+        self.usage.start()
         if self.redis is not None:
             book = health.book(self.runtime.state)
             self.shared_health = SharedHealth(self.redis, book, lambda: self.runtime.adapters.keys())
@@ -81,6 +88,7 @@ class Gateway:
             await self.shared_health.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+        await self.usage.stop()  # writes what is still queued
         await self.database.close()
 
     def health_reasons(self) -> list[str]:
@@ -107,6 +115,8 @@ class Gateway:
         """Serve `config` from now on; requests in flight keep the runtime they started with."""
         self.http.configure(config.settings)
         self.runtime = Runtime(config, self.http, self.runtime.state)
+        self.usage.configure(config.settings.usage)
+        prices.configure(config.settings.prices)
 
 
 def _json(data: object, status: int = 200, headers: dict | None = None) -> Response:

@@ -62,6 +62,29 @@ class Cooldown(BaseModel):
     max_seconds: float = Field(300.0, ge=0)
 
 
+class UsageSettings(BaseModel):
+    """`settings.usage` (§6): how usage events are written. `flush_seconds`: the ledger writes
+    its queue every so often, in batches of at most `batch_max` rows; `queue_max` bounds the
+    events waiting (more are dropped and counted); rows older than `retention_days` days are
+    deleted (0: kept forever)."""
+
+    model_config = ConfigDict(extra="forbid")
+    flush_seconds: float = Field(1.0, gt=0)
+    retention_days: float = Field(90.0, ge=0)
+    queue_max: int = Field(50_000, ge=1)
+    batch_max: int = Field(500, ge=1)
+
+
+class PriceOverride(BaseModel):
+    """One `settings.prices` entry (§6): USD per million tokens. Cached prompt tokens cost
+    `cached_input_per_mtok`, else the input price."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+
+
 class LimitsSettings(BaseModel):
     """`settings.limits` (§6, §8): `default_output_reserve` tokens reserved for the answer when a
     request names no `max_tokens`/`max_completion_tokens`; `on_store_error` what to do while the
@@ -102,6 +125,9 @@ class Settings(BaseModel):
     trusted_proxies: list[str] = Field(default_factory=list)
     # §8: SQL store URL (`sqlite:///PATH` or `postgresql://...`); None: gateway.db beside the config.
     database: str | None = None
+    # §6: usage ledger and price overrides ({MODEL: {input_per_mtok, output_per_mtok, cached_input_per_mtok}}).
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
     # §8: shared counters, round-robin positions and cooldowns for N workers / replicas.
     redis_url: str | None = None
     # §6/§7: budget periods' time zone, limits, metrics and the access log.

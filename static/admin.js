@@ -453,6 +453,7 @@
     $("f-enabled").checked = entry.enabled !== false;
     $("f-internal").checked = entry.internal === true;
     renderConfigFields(select.value, entry.config || {});
+    window.GatewayAdmin.limits.fill(entry);
     clearEditorErrors();
     $("editor").showModal();
     $("f-name").focus();
@@ -604,11 +605,12 @@
     else entry.enabled = false;
     if ($("f-internal").checked) entry.internal = true;
     else delete entry.internal;
+    window.GatewayAdmin.limits.read(entry);
     entry.config = readConfigFields(entry.type);
     // keep the entry's key order as written; new keys in the usual order after them
     const ordered = {};
     for (const key of Object.keys(original)) if (key in entry) ordered[key] = entry[key];
-    for (const key of ["token", "name", "type", "enabled", "internal", "config"]) if (key in entry) ordered[key] = entry[key];
+    for (const key of ["token", "name", "type", "enabled", "internal", ...window.GatewayAdmin.limits.FIELDS, "config"]) if (key in entry) ordered[key] = entry[key];
     for (const key of Object.keys(entry)) if (!(key in ordered)) ordered[key] = entry[key];
     return ordered;
   }
@@ -636,6 +638,8 @@
       }
       if (node) {
         node.classList.add("invalid");
+        const fold = node.closest("details");
+        if (fold) fold.open = true;
         const error = node.querySelector(".field-error");
         error.textContent = (error.textContent ? error.textContent + " " : "") + detail.message + (field !== node.dataset.field ? ` (${field})` : "");
       } else {
@@ -813,9 +817,10 @@
 
   function showTab(name) {
     for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.tab === name);
-    for (const panel of ["tokens", "raw", "history"]) $("tab-" + panel).hidden = panel !== name;
+    for (const panel of ["tokens", "raw", "history", "usage"]) $("tab-" + panel).hidden = panel !== name;
     if (name === "raw") loadRaw();
     if (name === "history") loadHistory();
+    if (name === "usage") window.GatewayAdmin.usage.show();
   }
 
   function wire() {
@@ -838,6 +843,9 @@
     $("raw-text").addEventListener("keydown", rawKeydown);
     $("rollback").addEventListener("click", rollback);
   }
+
+  // what admin-limits.js and admin-usage.js build on (loaded after this file)
+  window.GatewayAdmin = { api, el, state, toast, entries, labelOf, ApiError };
 
   wire();
   if (state.csrf) start();

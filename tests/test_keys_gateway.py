@@ -141,8 +141,20 @@ def served(upstreams, tmp_path_factory):
     path = tmp_path_factory.mktemp("keys") / "config.yaml"
     path.write_text(yaml.safe_dump(_config(urls, fakes)))
     app = create_app(path)
+    app.state.gateway.usage_sink = RecordingSink(app.state.gateway.usage)
     with serve_app(app, lifespan="on") as base:
         yield app, base
+
+
+class RecordingSink:
+    """The gateway's usage ledger, with every event also kept in `events` for the assertions."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger, self.events = ledger, []
+
+    def record(self, event) -> None:
+        self.events.append(event)
+        self.ledger.record(event)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ Package layout: `security` (admin token, session cookie, CSRF, login backoff), `
 (secret masking and restoring), `files` (YAML round-trip rendering, atomic write, backup),
 `history` (versions and change summaries), `manager` (validate/save/apply/rollback/reload),
 `forms` (form descriptions from the adapters' config models), `watcher`, `api` (routes),
+`usage` (the §6 usage API),
 `templates/` (the page).
 """
 
@@ -24,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.admin import api
+from gateway.admin import api, usage
 from gateway.admin.manager import ConfigManager
 from gateway.admin.security import AdminKeys, LoginLimiter
 from gateway.admin.watcher import watch
@@ -54,6 +55,7 @@ def mount(app: Starlette) -> None:
     app.state.admin = state
     state.keys.token()  # generate and announce now when none is configured, not at first use
     app.router.routes.extend(api.routes())
+    app.router.routes.extend(usage.routes())  # §6 usage API
     app.router.routes.append(Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"))
 
     inner = app.router.lifespan_context

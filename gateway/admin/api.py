@@ -203,7 +203,7 @@ async def logout(request: Request) -> Response:
 def _static_version() -> str:
     from gateway.admin import STATIC_DIR
 
-    stamps = [int(p.stat().st_mtime) for p in STATIC_DIR.glob("admin.*")]
+    stamps = [int(p.stat().st_mtime) for p in STATIC_DIR.glob("admin*")]
     return str(max(stamps, default=0))
 
 
