@@ -28,8 +28,20 @@ def served(fake_openai, tmp_path_factory):
     path = tmp_path_factory.mktemp("responses-limits") / "config.yaml"
     path.write_text(yaml.safe_dump({"tokens": tokens}))
     app = create_app(path)
+    app.state.gateway.usage_sink = RecordingSink(app.state.gateway.usage)
     with serve_app(app, lifespan="on") as base:
         yield app.state.gateway, base
+
+
+class RecordingSink:
+    """The gateway's usage ledger, every event also kept in `events` for the assertions."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger, self.events = ledger, []
+
+    def record(self, event) -> None:
+        self.events.append(event)
+        self.ledger.record(event)
 
 
 def events(gateway, name):
