@@ -15,6 +15,8 @@ Targets, all in front of the same fake upstream (bench/fake_upstream.py):
   limited  the gateway through a `proxy` token with every limit of CONTRACT.md §6 set (rpm,
            tpm, parallel, USD and token budgets; never reached), usage recorded, /metrics on
   w2       the gateway started with --workers 2 (non-stream throughput only)
+  responses  the gateway's `POST /v1/responses` (stored, non-streamed) through the same proxy
+           token as `gateway`: translation + one SQLite write on top of the chat completion
 
 Every server under test is pinned to core 0 (`taskset -c 0`; w2 gets cores 0,1); the fake
 upstream, wrk and this script's own asyncio load client run on core 1. All traffic is on
@@ -65,7 +67,7 @@ LITELLM_SPEC = ("litellm[proxy]==1.106.*", "litellm[proxy]")
 HOST = "127.0.0.1"
 UPSTREAM_KEY = "upstream-key"
 LITELLM_KEY = "sk-bench-" + secrets.token_hex(24)  # LiteLLM 1.106 refuses to start without a strong master key
-ALL_TARGETS = ("direct", "gateway", "lean", "litellm", "claude", "router", "limited", "w2")
+ALL_TARGETS = ("direct", "gateway", "lean", "litellm", "claude", "router", "limited", "w2", "responses")
 ALL_SCENARIOS = ("ns", "lat", "s200", "s1000", "leak")
 # scenario profiles: the fake upstream's path knob (chunks, ms between chunks)
 PROFILES = {"ns": "", "s200": "/c20i10", "s1000": "/c50i100", "fast": "/c20i0"}
@@ -79,6 +81,7 @@ TARGET_SCENARIOS = {
     "router": {"ns", "lat", "s200"},
     "limited": {"ns", "lat", "s200"},
     "w2": {"ns"},
+    "responses": {"ns", "lat"},
 }
 
 
@@ -318,9 +321,12 @@ class Endpoint:
     path: str
     token: str
     model: str = "bench-model"
+    api: str = "chat"  # or "responses": the same request as a Responses API body
 
     def body(self, stream: bool) -> bytes:
         data = {"model": self.model, "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
+        if self.api == "responses":
+            data = {"model": self.model, "input": "Say hello to the benchmark."}
         if stream:
             data["stream"] = True
         return json.dumps(data, separators=(",", ":")).encode()
@@ -339,6 +345,8 @@ def endpoint(target: str, profile: str, ports: dict[str, int]) -> Endpoint:
         return Endpoint(ports["litellm"], "/v1/chat/completions", LITELLM_KEY, f"bench-{profile}")
     if target in ("gateway", "w2"):
         return Endpoint(ports[target], "/v1/chat/completions", f"gw-{profile}")
+    if target == "responses":
+        return Endpoint(ports["gateway"], "/v1/responses", f"gw-{profile}", api="responses")
     return Endpoint(ports["gateway"], "/v1/chat/completions", f"{target}-{profile}")  # claude, router, limited
 
 
@@ -433,7 +441,7 @@ def start_servers(plan: Plan, types: set[str], litellm_exe: Path | None) -> tupl
     cfg_path = OUT / "gateway.json"
     cfg_path.write_text(json.dumps(gateway_config(ports["upstream"], types), indent=1))
     want = set(plan.targets)
-    if want & {"gateway", "claude", "router", "limited"}:
+    if want & {"gateway", "claude", "router", "limited", "responses"}:
         cmd = [py, "open-api.py", "--config", str(cfg_path), "--host", HOST, "--port", str(ports["gateway"])]
         servers["gateway"] = Server("gateway", cmd, plan.gateway_cpus, ports["gateway"], "/healthz")
     if "w2" in want:
@@ -465,7 +473,7 @@ def start_servers(plan: Plan, types: set[str], litellm_exe: Path | None) -> tupl
 def server_for(target: str, servers: dict[str, Server]) -> Server | None:
     if target == "direct":
         return None
-    return servers["gateway"] if target in ("claude", "router", "limited") else servers.get(target)
+    return servers["gateway"] if target in ("claude", "router", "limited", "responses") else servers.get(target)
 
 
 def _ns(wrk: str, ep: Endpoint, server: Server | None, plan: Plan) -> dict:
@@ -479,7 +487,7 @@ def _ns(wrk: str, ep: Endpoint, server: Server | None, plan: Plan) -> dict:
 def run_rounds(plan: Plan, wrk: str | None, servers: dict[str, Server], ports: dict[str, int]) -> list[dict]:
     """Every round: each scenario for each target in turn. Returns one dict per (round, target)."""
     rows = []
-    targets = [t for t in plan.targets if t == "direct" or t in servers or t in ("claude", "router", "limited") and "gateway" in servers]
+    targets = [t for t in plan.targets if t == "direct" or t in servers or t in ("claude", "router", "limited", "responses") and "gateway" in servers]
     for rnd in range(1, plan.rounds + 1):
         order = targets if rnd % 2 else list(reversed(targets))
         for target in order:
@@ -687,6 +695,12 @@ def report(plan: Plan, rows: list[dict], leak: dict | None, meta: dict) -> tuple
         lambda v: v <= 5,
     )
     check("--workers 2 / --workers 1 non-stream throughput", _per_round(rows, ratio("w2", "gateway")), "near 2× (see note)", lambda v: v >= 1.6)
+    check(
+        "stored Responses request − the same chat completion, latency p50 @8 (ms)",
+        _per_round(rows, lambda by: by["responses"]["lat"]["p50_ms"] - by["gateway"]["lat"]["p50_ms"]),
+        "≤ 1 ms",
+        lambda v: v <= 1,
+    )
     check("lean/LiteLLM non-stream throughput", _per_round(rows, ratio("lean", "litellm")), "(info)", lambda v: True)
 
     lines += ["", "| target (issue 6) | this run: median [min–max] | goal | status |", "|---|---|---|---|"]

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from gateway import dispatch, health
 from gateway.api import embeddings, messages, passthrough
+from gateway.api import responses as responses_api
 from gateway.api.messages import models as anthropic_models
 from gateway.auth import auth_headers, presented_token
 from gateway.body import BodyGuard, ClientGone, declared_length, read_body, too_large
@@ -335,6 +336,7 @@ def create_app(config: GatewayConfig | str | os.PathLike | None = None) -> Starl
     app.state.gateway = gateway
     app.state.started = time.time()
     _mount_admin(app)
+    responses_api.mount(app)
     return app
 
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, Table, select
+from sqlalchemy import Column, Integer, MetaData, Table, event, select
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -53,6 +53,16 @@ def database_url(configured: str | None, config_path: str | os.PathLike | None) 
     return configured
 
 
+def sqlite_connection(dbapi_connection, _record) -> None:
+    """Per-connection SQLite settings: in WAL mode `synchronous=NORMAL` syncs at checkpoints
+    rather than on every commit (https://sqlite.org/pragma.html#pragma_synchronous): a commit
+    survives a crash of the process, and only a power loss can take the last ones back. A
+    commit then costs no fsync, which the per-request writes of stored responses (§9) need."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class Database:
     """One async engine for the process. `start()` creates and migrates the schema; `close()`
     disposes the pool. `engine` is the `AsyncEngine` feature modules run their statements on.
@@ -69,6 +79,8 @@ class Database:
             if ":memory:" in url:
                 kwargs["poolclass"] = StaticPool  # one shared connection, or each sees its own DB
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if url.startswith("sqlite") and ":memory:" not in url:
+            event.listen(self.engine.sync_engine, "connect", sqlite_connection)
         self.started = False
 
     async def start(self) -> None:

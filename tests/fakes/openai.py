@@ -28,6 +28,15 @@ The request's `model` picks a scenario, so one fake serves many tests at once:
 - `plain-<scenario>`: that scenario's stream, labelled `text/plain`.
 - `logprobs-error`: a stream whose chunks carry logprobs for the token `"error"` (a normal chunk
   that contains the bytes `"error"`).
+- `parallel`: with `tools`, two parallel calls of the first tool (Paris, Rome); the stream
+  interleaves their deltas (both headers, then argument pieces alternating), as OpenAI-compatible
+  servers may.
+- `reasoner-signed`: a thinking model in OpenRouter's format
+  (https://openrouter.ai/docs/use-cases/reasoning-tokens#preserving-reasoning-blocks): `reasoning`
+  text plus `reasoning_details` blocks carrying a signature that must come back unmodified; the
+  stream sends them as `reasoning` / `reasoning_details` deltas.
+- `reasoner`: a thinking model in DeepSeek's chat format (https://api-docs.deepseek.com/guides/thinking_mode):
+  the message (and the stream's first deltas) carry `reasoning_content` "Thinking it over.".
 
 Like OpenAI, it refuses a request without `model` on `/v1/chat/completions` (400 "you must
 provide a model parameter", as quoted in openai/openai-python issues; vLLM refuses it too) and
@@ -73,6 +82,8 @@ ERROR_KINDS = {
     "context": ("invalid_request_error", "context_length_exceeded", 400),
     "server": ("server_error", None, 500),
 }
+REASONING = "Thinking it over."
+REASONING_DETAILS = [{"type": "reasoning.text", "text": REASONING, "signature": "sig-ErUBCkYIBRgCKkD", "format": "anthropic-claude-v1", "index": 0}]
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied", 404: "invalid_request_error",
                413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_exceeded"}
@@ -280,6 +291,10 @@ class FakeOpenAI:
         if model == "leak-secret-200":
             content = f"The key I was called with is {key}."
         message = {"role": "assistant", "content": content, "refusal": None}
+        if model == "reasoner":
+            message["reasoning_content"] = REASONING
+        if model == "reasoner-signed":
+            message["reasoning"], message["reasoning_details"] = REASONING, REASONING_DETAILS
         if model == "reasoning":
             message["reasoning_content"] = "Thinking it over."
         if tool_calls:
@@ -311,7 +326,10 @@ class FakeOpenAI:
             tools = None
         if tools and not any(m.get("role") == "tool" for m in body["messages"]):
             name = tools[0]["function"]["name"]
-            return None, [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]
+            calls = [{"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]
+            if body.get("model") == "parallel":
+                calls.append({"id": "call_fake2", "type": "function", "function": {"name": name, "arguments": json.dumps({"city": "Rome"})}})
+            return None, calls
         return f"Echo: {self._last_user_text(body)}", None
 
     async def _stream(self, body: dict, model: str, key: str | None = None, azure: bool = False):
@@ -366,15 +384,22 @@ class FakeOpenAI:
             yield delta({"content": "partial"})
             return
         content, tool_calls = self._answer(body)
+        if model == "reasoner":
+            for word in REASONING.split(" "):
+                yield delta({"reasoning_content": word + " "})
+        if model == "reasoner-signed":
+            yield delta({"reasoning": REASONING, "reasoning_details": REASONING_DETAILS})
         if model == "reasoning":
             for piece in ("Thinking ", "it over."):
                 yield delta({"content": None, "reasoning_content": piece})
         if tool_calls:
-            call = tool_calls[0]
-            yield delta({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})
-            args = call["function"]["arguments"]
-            for i in range(0, len(args), 5):
-                yield delta({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 5]}}]})
+            for n, call in enumerate(tool_calls):
+                yield delta({"tool_calls": [{"index": n, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            pieces = [[args[i:i + 5] for i in range(0, len(args), 5)] for args in (c["function"]["arguments"] for c in tool_calls)]
+            for step in range(max(len(p) for p in pieces)):  # one piece of each call in turn
+                for n, call_pieces in enumerate(pieces):
+                    if step < len(call_pieces):
+                        yield delta({"tool_calls": [{"index": n, "function": {"arguments": call_pieces[step]}}]})
             yield delta({}, "tool_calls")
         else:
             for word in content.split(" "):
