@@ -88,3 +88,17 @@ def test_prices_are_looked_up_once_per_model(monkeypatch):
         prices.cost_usd("gpt-4o-mini", "openai", 10, 10)
         prices.cost_usd("not-a-model", "openai", 10, 10)
     assert calls == ["gpt-4o-mini", "not-a-model"]
+
+
+def test_client_chosen_model_names_do_not_grow_memory(caplog):
+    """Requested model names are the client's: the lookup cache and the warned-about set stay
+    bounded however many made-up names arrive; a mock model is free without a warning."""
+    from gateway.usage import prices as module
+
+    for i in range(module.CACHE_MAX * 2 + 10):
+        module.cost_usd(f"made-up-model-{i}", "proxy", 10, 10)
+    assert len(module._cache) <= module.CACHE_MAX and len(module.unpriced) <= module.CACHE_MAX
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gateway.usage"):
+        assert module.cost_usd("mock", "mock", 5, 5) == 0.0
+    assert not caplog.records

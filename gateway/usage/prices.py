@@ -36,6 +36,7 @@ PROVIDER_IDS = {
     "zhipu-api": "zhipuai",
 }
 # Prices are looked up again after this long (genai-prices has prices that start at a date).
+CACHE_MAX = 4096  # (model, provider) pairs remembered
 CACHE_SECONDS = 3600.0
 
 
@@ -144,9 +145,15 @@ def rates(model: str | None, provider: str | None) -> ModelRates | None:
     except Exception:  # a broken price table must not break settlement
         log.exception("price lookup failed for model %r", model)
         found = None
+    if len(_cache) >= CACHE_MAX:  # model names come from clients: never let them grow memory
+        _cache.clear()
     _cache[key] = (found, now + CACHE_SECONDS)
+    if len(unpriced) >= CACHE_MAX:
+        unpriced.clear()
     if found is None and key not in unpriced:
         unpriced.add(key)
+        if provider == "mock":  # answers locally: free by nature, nothing to warn about
+            return found
         log.warning("no price for model %r (provider %s): its requests cost 0; add it to settings.prices", model, provider or "unknown")
     return found
 
