@@ -64,7 +64,7 @@ class Gateway:
         # §8: the shared Redis (read at start; a change of redis_url needs a restart). Its
         # stores go into the state before the first runtime is built (its guard takes them).
         state: dict = {}
-        self.redis = SharedRedis(config.settings.redis_url) if config.settings.redis_url else None
+        self.redis = SharedRedis(config.settings.redis_url, config.settings.redis_timeout) if config.settings.redis_url else None
         if self.redis is not None:
             from gateway.keys.redis_store import RedisCounterStore
 

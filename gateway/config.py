@@ -130,6 +130,8 @@ class Settings(BaseModel):
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
     # §8: shared counters, round-robin positions and cooldowns for N workers / replicas.
     redis_url: str | None = None
+    # §8: how long one Redis call may take (connect included) before it counts as unavailable.
+    redis_timeout: float = Field(1.0, gt=0, le=30)
     # §6/§7: budget periods' time zone, limits, metrics and the access log.
     timezone: str = "UTC"
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

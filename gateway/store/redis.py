@@ -51,7 +51,7 @@ class SharedRedis:
     `probe_seconds`: how often a down store is probed. `up` is False while marked down.
     """
 
-    def __init__(self, url: str, timeout: float = 0.25, probe_seconds: float = 1.0) -> None:
+    def __init__(self, url: str, timeout: float = 1.0, probe_seconds: float = 1.0) -> None:
         import redis.asyncio as aioredis  # only processes with settings.redis_url load the client
         from redis.exceptions import RedisError
 
