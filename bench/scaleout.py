@@ -62,12 +62,12 @@ def main() -> int:
         return 2
     OUT.mkdir(exist_ok=True)
     py = sys.executable
-    ports = {name: free_port() for name in ("upstream", "redis", *TARGETS)}
+    ports = {name: free_port() for name in ("upstream", "redis-server", *TARGETS)}
     upstream = Server("upstream", [py, str(BENCH / "fake_upstream.py"), "--port", str(ports["upstream"])],
                       args.load_cpus, ports["upstream"], "/healthz")
-    redis = subprocess.Popen(["taskset", "-c", args.load_cpus, redis_bin, "--port", str(ports["redis"]), "--bind", HOST,
+    redis = subprocess.Popen(["taskset", "-c", args.load_cpus, redis_bin, "--port", str(ports["redis-server"]), "--bind", HOST,
                               "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    redis_url = f"redis://{HOST}:{ports['redis']}/0"
+    redis_url = f"redis://{HOST}:{ports['redis-server']}/0"
     servers: dict[str, Server] = {}
     rows: list[dict] = []
     try:
